@@ -1,0 +1,5 @@
+import sys
+
+from space.cli import main
+
+sys.exit(main())
