@@ -1,0 +1,203 @@
+"""`python -m export`: a fine-tuned model directory (or Hub id) → a validated ONNX directory.
+
+Exit codes: 0 exported and the gate passed; 1 the gate failed (every failing number is
+printed, nothing is pushed); 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class UserError(Exception):
+    """Bad input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line instead of usage + error
+        raise UserError(f"{message} (see python -m export --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m export", description=(
+        "Export a Hugging Face causal LM to ONNX (optimum, text-generation-with-past: one "
+        "model.onnx with the KV cache as inputs/outputs), quantize it, and refuse the result "
+        "unless the validation gate shows it is the same model."))
+    p.add_argument("--model", required=True,
+                   help="fine-tuned model directory (config.json, weights, tokenizer) or a Hub id")
+    p.add_argument("--output-dir", required=True, type=Path, help="where the ONNX directory goes")
+    p.add_argument("--quantize", nargs="+", default=["int8"], choices=["none", "int8", "int4"],
+                   help="quantized file(s) to add beside the fp32 model.onnx: int8 = dynamic int8 "
+                        "MatMuls (model_int8.onnx, default), int4 = weight-only 4-bit MatMulNBits "
+                        "(model_int4.onnx, smallest), none = fp32 only; several may be given")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="device for the export, the PyTorch reference and the ONNX sessions")
+    p.add_argument("--push-to-hub", metavar="REPO", default=None,
+                   help="after the gate passes, upload the directory to the onnx/ folder of this "
+                        "model repo (token from HF_TOKEN or the stored login)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow writing into a non-empty output directory")
+    g = p.add_argument_group("validation gate (always on)")
+    g.add_argument("--atol", type=float, default=1e-4,
+                   help="max abs difference of fp32 ONNX logits vs PyTorch, per check")
+    g.add_argument("--greedy-tokens", type=int, default=32,
+                   help="length of the greedy continuation that must equal transformers generate")
+    g.add_argument("--max-ppl-increase-int8", type=float, default=0.01,
+                   help="fail if int8 perplexity exceeds fp32's by more than this fraction (0.01 = 1%%)")
+    g.add_argument("--max-ppl-increase-int4", type=float, default=0.03,
+                   help="fail if int4 perplexity exceeds fp32's by more than this fraction (0.03 = 3%%)")
+    g.add_argument("--min-greedy-agreement", type=float, default=None,
+                   help="fail if a quantized file's top-1 token agrees with fp32 on fewer than this "
+                        "fraction of held-out positions (default: reported only)")
+    g.add_argument("--eval-text", type=Path, default=None,
+                   help="held-out text for prompts and perplexity: .txt (paragraphs), .jsonl or "
+                        ".jsonl.gz ('abstract' or 'text' field); default: a built-in sample")
+    g.add_argument("--eval-tokens", type=int, default=2048,
+                   help="tokens of held-out text scored for perplexity")
+    g.add_argument("--int4-block-size", type=int, default=32,
+                   help="MatMulNBits block size along K (power of two >= 16)")
+    return p
+
+
+def validate_options(args: argparse.Namespace) -> list[str]:
+    """Every problem with the options (empty when they are usable)."""
+    issues = []
+    model = Path(args.model)
+    if model.exists():
+        if not (model / "config.json").is_file():
+            issues.append(f"--model {args.model}: not a model directory (no config.json)")
+        else:
+            issues += _model_type_issues(model)
+    elif not HUB_ID.match(args.model):
+        issues.append(f"--model {args.model}: no such directory (and not a Hub id owner/name)")
+    if "none" in args.quantize and len(args.quantize) > 1:
+        issues.append("--quantize none cannot be combined with int8/int4")
+    out = args.output_dir
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
+        issues.append(f"--output-dir {out}: exists and is not empty (pass --overwrite)")
+    for name in ("atol", "max_ppl_increase_int8", "max_ppl_increase_int4"):
+        if getattr(args, name) < 0:
+            issues.append(f"--{name.replace('_', '-')} must be >= 0")
+    if args.min_greedy_agreement is not None and not 0 <= args.min_greedy_agreement <= 1:
+        issues.append("--min-greedy-agreement must be in [0, 1]")
+    if args.greedy_tokens < 1 or args.eval_tokens < 16:
+        issues.append("--greedy-tokens must be >= 1 and --eval-tokens >= 16")
+    bs = args.int4_block_size
+    if bs < 16 or bs & (bs - 1):
+        issues.append(f"--int4-block-size {bs}: must be a power of two >= 16")
+    if args.eval_text is not None and not args.eval_text.is_file():
+        issues.append(f"--eval-text {args.eval_text}: no such file")
+    if args.device == "cuda":
+        import onnxruntime as ort
+        import torch
+
+        if not torch.cuda.is_available() or "CUDAExecutionProvider" not in ort.get_available_providers():
+            issues.append("--device cuda: CUDA is not available to torch and onnxruntime here")
+    return issues
+
+
+def _model_type_issues(model_dir: Path) -> list[str]:
+    """A problem when config.json's model_type is not a causal LM optimum can export with past."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (fills the TasksManager registry)
+    from optimum.exporters.tasks import TasksManager
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        return [f"--model {model_dir}: unreadable config.json ({err})"]
+    model_type = str(config.get("model_type"))
+    try:
+        tasks = TasksManager.get_supported_tasks_for_model_type(
+            model_type, exporter="onnx", library_name="transformers")
+    except KeyError:
+        tasks = {}
+    if "text-generation-with-past" not in tasks:
+        return [f"--model {model_dir}: model_type {model_type!r} is not a causal language model "
+                "that optimum can export with a KV cache"]
+    return []
+
+
+def resolve_model(model: str) -> Path:
+    """A local directory as is; a Hub id downloaded with `snapshot_download`.
+
+    Raises:
+        UserError: the Hub id cannot be fetched.
+    """
+    path = Path(model)
+    if path.exists():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(model))
+    except Exception as err:  # network, auth, missing repo: all the user's to fix
+        raise UserError(f"--model {model}: cannot download from the Hub ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    issues = _model_type_issues(path) if (path / "config.json").is_file() else [
+        f"--model {model}: the Hub repo has no config.json at its root"]
+    if issues:
+        raise UserError(issues[0])
+    return path
+
+
+def gate_settings(args: argparse.Namespace):
+    """The gate's settings from the parsed flags (reads --eval-text)."""
+    from export import heldout
+    from export.gate import GateSettings
+
+    try:
+        texts = heldout.load_texts(args.eval_text)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"--eval-text: {err}") from err
+    return GateSettings(
+        atol=args.atol, greedy_tokens=args.greedy_tokens, texts=texts, eval_tokens=args.eval_tokens,
+        max_ppl_increase={"int8": args.max_ppl_increase_int8, "int4": args.max_ppl_increase_int4},
+        min_agreement=args.min_greedy_agreement, device=args.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the export CLI; returns the exit code (0 ok, 1 gate failed, 2 bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+        issues = validate_options(args)
+        if issues:
+            raise UserError("; ".join(issues))
+        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        print("[export] options: " + json.dumps(options))
+        model_dir = resolve_model(args.model)
+        settings = gate_settings(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from export.card import push_to_hub
+    from export.pipeline import export_model
+
+    precisions = [q for q in args.quantize if q != "none"]
+    result = export_model(model_dir, args.output_dir, precisions, args.device, settings,
+                          args.int4_block_size, options)
+    for check in result.gate.checks:
+        print(f"[gate] {check.line()}")
+    sizes = ", ".join(f"{p} {f.stat().st_size / 1e6:.1f} MB" for p, f in result.files.items())
+    print(f"[export] files in {result.output_dir}: {sizes}")
+    if not result.passed:
+        print(f"[export] validation gate FAILED ({len(result.gate.failures)} checks); "
+              "nothing pushed. Failing:", file=sys.stderr)
+        for check in result.gate.failures:
+            print(f"  {check.line()}", file=sys.stderr)
+        return 1
+    print("[export] validation gate passed")
+    if args.push_to_hub:
+        try:
+            url = push_to_hub(result.output_dir, args.push_to_hub)
+        except Exception as err:  # network / auth: report in one line, the export stays on disk
+            print(f"error: push to {args.push_to_hub} failed: {type(err).__name__}: "
+                  f"{str(err).splitlines()[0] if str(err) else ''}", file=sys.stderr)
+            return 2
+        print(f"[export] pushed to {args.push_to_hub} (onnx/): {url}")
+    return 0

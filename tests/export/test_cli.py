@@ -1,0 +1,148 @@
+"""The export CLI end to end on the tiny GPT-Neo (window 8 < the gate's prompts)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from export.cli import main
+from export.quantize import count_ops
+
+
+def test_export_passes_gate_and_writes_the_directory(exported):
+    code, out = exported
+    assert code == 0
+    for name in ("model.onnx", "model_int8.onnx", "model_int4.onnx", "config.json",
+                 "generation_config.json", "tokenizer.json", "README.md", "export_report.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["gate"]["passed"] is True
+    names = [c["name"] for c in report["gate"]["checks"]]
+    assert any("long b1 cached steps" in n for n in names)
+    assert any("left-padded b2 prefill" in n for n in names)
+    assert {"int8 perplexity increase", "int4 perplexity increase"} <= set(names)
+    logit_checks = [c for c in report["gate"]["checks"] if c["name"].startswith("fp32 logits")]
+    assert len(logit_checks) == 6 and all(c["value"] <= 1e-4 for c in logit_checks)
+    assert report["files"]["int4"]["bytes"] < report["files"]["fp32"]["bytes"]
+    assert report["versions"]["onnx"] and "timings_s" in report
+    card = (out / "README.md").read_text()
+    assert "## ONNX export" in card and "model_int8.onnx" in card
+
+
+@pytest.mark.parametrize("file_name", ["model.onnx", "model_int8.onnx"])
+def test_output_loads_with_optimum_and_matches_transformers_greedy(exported, tiny_model_dir, file_name):
+    import torch
+    from optimum.onnxruntime import ORTModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, out = exported
+    tok = AutoTokenizer.from_pretrained(out)
+    ort_model = ORTModelForCausalLM.from_pretrained(out, file_name=file_name)
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = tok(["We propose a new method for learning sparse representations"], return_tensors="pt")
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id)
+    got = ort_model.generate(**ids, **kwargs)
+    with torch.no_grad():
+        want = ref.generate(**ids, **kwargs)
+    assert got.shape[1] > ids.input_ids.shape[1]
+    if file_name == "model.onnx":
+        assert got.tolist() == want.tolist()
+
+
+def test_quantized_files_hold_quantized_matmuls_and_run(exported):
+    from export import ort_io
+
+    _, out = exported
+    fp32, int8, int4 = (count_ops(out / f) for f in ("model.onnx", "model_int8.onnx", "model_int4.onnx"))
+    # 2 layers x (q, k, v, out, fc, proj) + lm_head = 13 weight MatMuls; the 4 attention
+    # products (activation x activation) stay float MatMuls.
+    assert fp32["MatMul"] == 17 and fp32["MatMulInteger"] == 0
+    assert int8["MatMulInteger"] + int8["DynamicQuantizeMatMul"] == 13 and int8["MatMul"] == 4
+    assert int4["MatMulNBits"] == 13 and int4["MatMul"] == 4
+    ids = np.array([[5, 6, 7, 8, 9, 10, 11, 12, 13, 14]])
+    reference = ort_io.forward(ort_io.open_session(out / "model.onnx"), ids, np.ones_like(ids))[0]
+    for name in ("model_int8.onnx", "model_int4.onnx"):
+        logits, cache = ort_io.forward(ort_io.open_session(out / name), ids, np.ones_like(ids))
+        assert logits.shape == reference.shape and np.isfinite(logits).all()
+        assert 0 < np.abs(logits - reference).max() < 0.5 * np.abs(reference).max()
+        assert cache["past_key_values.1.value"].shape[2] == ids.shape[1]
+
+
+def _bad_model_dirs(tmp_path, tiny_model_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    return empty, bert
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not_a_model_dir", "not a model directory"),
+    ("missing_path", "no such directory"),
+    ("not_causal", "is not a causal language model"),
+    ("unknown_quantization", "invalid choice: 'int3'"),
+    ("non_empty_output", "exists and is not empty"),
+    ("bad_block_size", "power of two"),
+])
+def test_bad_input_exits_2_with_one_line(case, message, tmp_path, tiny_model_dir, capsys):
+    empty, bert = _bad_model_dirs(tmp_path, tiny_model_dir)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("do not lose me")
+    model, out, extra = str(tiny_model_dir), str(tmp_path / "out"), []
+    if case == "not_a_model_dir":
+        model = str(empty)
+    elif case == "missing_path":
+        model = str(tmp_path / "nope" / "model")
+    elif case == "not_causal":
+        model = str(bert)
+    elif case == "unknown_quantization":
+        extra = ["--quantize", "int3"]
+    elif case == "non_empty_output":
+        out = str(full)
+    elif case == "bad_block_size":
+        extra = ["--int4-block-size", "24"]
+    assert main(["--model", model, "--output-dir", out, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert (full / "keep.txt").read_text() == "do not lose me"
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_uploads_into_onnx_folder_after_gate(tmp_path, tiny_model_dir, fake_hub, capsys):
+    out = tmp_path / "onnx"
+    code = main(["--model", str(tiny_model_dir), "--output-dir", str(out), "--quantize", "none",
+                 "--push-to-hub", "someone/neo-xscience"])
+    assert code == 0
+    upload = dict(fake_hub.calls)["upload_folder"]
+    assert upload["path_in_repo"] == "onnx" and upload["repo_id"] == "someone/neo-xscience"
+    assert upload["folder_path"] == str(out)
+    assert not (out / "model_int8.onnx").exists()
+
+
+def test_failing_gate_exits_1_prints_numbers_and_pushes_nothing(
+        tmp_path, tiny_model_dir, fake_hub, monkeypatch, capsys):
+    import export.pipeline as pipeline
+    from tests.export.test_gate import perturb_initializer
+
+    real_export = pipeline.export_fp32
+
+    def altered_export(model_dir, out, device="cpu"):
+        path = real_export(model_dir, out, device)
+        perturb_initializer(path)
+        return path
+
+    monkeypatch.setattr(pipeline, "export_fp32", altered_export)
+    code = main(["--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"),
+                 "--quantize", "none", "--push-to-hub", "someone/neo-xscience"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "validation gate FAILED" in err and "FAIL fp32 logits short b1 prefill" in err
+    assert fake_hub.calls == []
+    report = json.loads((tmp_path / "o" / "export_report.json").read_text())
+    assert report["gate"]["passed"] is False
+    shutil.rmtree(tmp_path / "o")
