@@ -1,1 +1,11 @@
-"""generation package."""
+"""A torch-free decoding engine for ONNX causal LMs (onnxruntime + numpy + tokenizers).
+
+    from generation import Engine, SamplingParams
+    engine = Engine.load("out/onnx")
+    rows = engine.generate("We propose", [SamplingParams(), SamplingParams(temperature=0.8, top_p=0.9, seed=0)])
+"""
+
+from .engine import Engine
+from .params import RowResult, RowStats, SamplingParams, StepUpdate
+
+__all__ = ["Engine", "RowResult", "RowStats", "SamplingParams", "StepUpdate"]

@@ -1,0 +1,235 @@
+"""The decoding engine: one prompt, N sampling settings, one batched forward per step."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .detok import IncrementalDetokenizer
+from .model import ModelConfig, load_tokenizer, read_config, resolve
+from .params import RowResult, RowStats, SamplingParams, StepUpdate
+from .runner import Runner, create_session, map_io
+from .sampler import select_next
+
+
+class Engine:
+    """A loaded model that streams continuations for several sampling settings side by side.
+
+    Rows share the prompt, so the prompt is run once and its cache copied to every row; after
+    that each step is one batched forward for all unfinished rows. Each row has its own
+    warpers, random generator and EOS stop; finished rows leave the batch.
+    """
+
+    def __init__(self, runner: Runner, tokenizer, config: ModelConfig, info: dict):
+        self._runner = runner
+        self._tokenizer = tokenizer
+        self._config = config
+        self.info = info
+
+    @classmethod
+    def load(cls, model: str | os.PathLike, precision: str | None = None,
+             provider: str | None = None) -> Engine:
+        """Load a model directory or Hub repo.
+
+        Args:
+            model: an export directory, a directory or Hub repo with the ONNX files in `onnx/`,
+                or a Hub repo id (downloaded with snapshot_download).
+            precision: "fp32", "int8" or "int4"; None takes int8 when present, else fp32.
+            provider: "cpu", "cuda", or None (CUDA only where a GPU really works).
+
+        Returns:
+            The engine.
+
+        Raises:
+            ValueError: a bad argument, or a model that cannot be found or used.
+        """
+        if provider not in (None, "cpu", "cuda"):
+            raise ValueError(f"provider must be 'cpu', 'cuda' or None (auto), got {provider!r}")
+        files = resolve(model, precision)
+        config = read_config(files)
+        tokenizer = load_tokenizer(files)
+        session, used = create_session(str(files.onnx), provider)
+        runner = Runner(session, used, map_io(session, config.heads, config.hidden))
+        if used == "cuda" and provider is None:
+            runner = _working_or_cpu(runner, files, config)
+        layers = len(runner.io.past) // 2
+        info = {
+            "model": str(model),
+            "precision": files.precision,
+            "provider": runner.provider,
+            "onnx_file": str(files.onnx),
+            "parameters": config.parameters,
+            "context": config.context,
+            "vocab_size": config.vocab_size,
+            "layers": layers,
+        }
+        return cls(runner, tokenizer, config, info)
+
+    @property
+    def context_size(self) -> int:
+        """Maximum tokens (prompt + new) the model attends to."""
+        return self._config.context
+
+    @property
+    def default_params(self) -> SamplingParams:
+        """The settings generation_config.json asks for (greedy unless it samples)."""
+        return self._config.default_params
+
+    @property
+    def default_max_new_tokens(self) -> int:
+        """max_new_tokens from generation_config.json, else 64."""
+        return int(self._config.default_max_new_tokens or 64)
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        """Token ids that end a row."""
+        return self._config.eos_ids
+
+    @property
+    def tokenizer(self):
+        """The `tokenizers.Tokenizer` of the model."""
+        return self._tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` (no special tokens added)."""
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def generate(self, prompt: str, params: Sequence[SamplingParams],
+                 max_new_tokens: int = 64) -> list[RowResult]:
+        """Run `stream` to the end.
+
+        Returns:
+            One finished RowResult per params entry.
+        """
+        rows: list[RowResult] = []
+        for update in self.stream(prompt, params, max_new_tokens):
+            rows = update.rows
+        return rows
+
+    def stream(self, prompt: str, params: Sequence[SamplingParams],
+               max_new_tokens: int = 64) -> Iterator[StepUpdate]:
+        """Generate continuations of `prompt`, one row per SamplingParams, step by step.
+
+        Args:
+            prompt: the text to continue; cut from the left when longer than
+                context - max_new_tokens tokens (reported as `prompt_truncated`).
+            params: one SamplingParams per output row.
+            max_new_tokens: most new tokens per row, 1 .. context - 1.
+
+        Returns:
+            An iterator of StepUpdate, one per step; the RowResult objects are the same each
+            step and updated in place.
+
+        Raises:
+            ValueError: (at once, before any work) an empty prompt, no params, bad params or a
+                bad max_new_tokens, listing every problem.
+        """
+        params = list(params) if isinstance(params, (list, tuple)) else params
+        ids = self._validate(prompt, params, max_new_tokens)
+        return self._decode(ids, params, max_new_tokens, time.perf_counter())
+
+    def _validate(self, prompt, params, max_new_tokens) -> list[int]:
+        issues = []
+        if not isinstance(prompt, str) or not prompt.strip():
+            issues.append("prompt must be a non-empty string")
+        if not isinstance(params, list) or not params:
+            issues.append("params must be a non-empty list of SamplingParams (one per row)")
+        else:
+            for i, p in enumerate(params):
+                if not isinstance(p, SamplingParams):
+                    issues.append(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
+                else:
+                    issues += [f"params[{i}]: {m}" for m in p.problems()]
+        limit = self.context_size - 1
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+                or not 1 <= max_new_tokens <= limit:
+            issues.append(f"max_new_tokens must be an integer in [1, {limit}], got {max_new_tokens!r}")
+        ids = self.encode(prompt) if isinstance(prompt, str) and prompt.strip() else []
+        if isinstance(prompt, str) and prompt.strip() and not ids:
+            issues.append("prompt produced no tokens")
+        if issues:
+            raise ValueError("\n".join(issues))
+        return ids
+
+    def _decode(self, ids: list[int], params: list[SamplingParams], max_new_tokens: int,
+                start: float) -> Iterator[StepUpdate]:
+        keep = self.context_size - max_new_tokens
+        truncated = max(0, len(ids) - keep)
+        ids = ids[truncated:]
+        n = len(params)
+        rows = [RowResult(stats=RowStats(prompt_tokens=len(ids))) for _ in params]
+        rngs = [np.random.default_rng(p.seed) for p in params]
+        detoks = [IncrementalDetokenizer(self._tokenizer) for _ in params]
+        seen = None
+        if any(p.repetition_penalty != 1 for p in params):
+            seen = [np.zeros(self._config.vocab_size, dtype=bool) for _ in params]
+            for mask in seen:
+                mask[ids] = True
+        eos = set(self.eos_ids)
+
+        logits, cache = self._runner.prefill(ids)
+        if n > 1:
+            # Every row starts from the same prompt: copy its cache rather than recompute it.
+            cache.take(np.zeros(n, dtype=np.int64))
+            logits = np.repeat(logits, n, axis=0)
+        active = list(range(n))  # the row of `params` behind each batch row
+        for step in range(max_new_tokens):
+            tokens, probs = select_next(
+                logits, [params[i] for i in active], [rngs[i] for i in active],
+                None if seen is None else [seen[i] for i in active])
+            now = time.perf_counter() - start
+            deltas = [""] * n
+            still = []
+            for j, i in enumerate(active):
+                token = int(tokens[j])
+                row = rows[i]
+                row.token_ids.append(token)
+                if seen is not None:
+                    seen[i][token] = True
+                _update_stats(row.stats, now)
+                if token in eos:
+                    row.finished, row.finish_reason = True, "eos"
+                    delta = detoks[i].flush()
+                else:
+                    delta = detoks[i].add(token)
+                    if step == max_new_tokens - 1:
+                        row.finished, row.finish_reason = True, "length"
+                        delta += detoks[i].flush()
+                if delta:
+                    row.text += delta
+                    row.pieces.append((delta, float(probs[j])))
+                    deltas[i] = delta
+                if not row.finished:
+                    still.append(j)
+            yield StepUpdate(deltas=deltas, rows=rows, prompt_truncated=truncated)
+            if not still:
+                return
+            if len(still) < len(active):
+                # A finished row would cost a full row of work every step: drop it.
+                cache.take(np.asarray(still, dtype=np.int64))
+                active = [active[j] for j in still]
+                tokens = tokens[still]
+            logits = self._runner.step(tokens, cache)
+
+
+def _update_stats(stats: RowStats, now: float) -> None:
+    stats.new_tokens += 1
+    if stats.new_tokens == 1:
+        stats.ttft_s = now
+    stats.elapsed_s = now
+    decode_time = now - stats.ttft_s
+    stats.tokens_per_s = ((stats.new_tokens - 1) / decode_time if decode_time > 0
+                          else stats.new_tokens / max(now, 1e-9))
+
+
+def _working_or_cpu(runner: Runner, files, config) -> Runner:
+    """Run one token on CUDA; on any failure fall back to a CPU session quietly."""
+    try:
+        runner.prefill([0])
+        return runner
+    except Exception:  # noqa: BLE001 - any CUDA failure means: use the CPU
+        session, used = create_session(str(files.onnx), "cpu")
+        return Runner(session, used, map_io(session, config.heads, config.hidden))

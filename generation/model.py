@@ -1,0 +1,200 @@
+"""Find and read a model: the ONNX file, tokenizer.json, config.json, generation_config.json.
+
+A model is an export directory, a directory (or Hub repo) whose ONNX files sit in `onnx/`, or
+a Hub repo id, which is fetched with `snapshot_download` (only the files needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tokenizers import Tokenizer
+
+from .params import SamplingParams
+
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_int4.onnx"}
+PRECISIONS = tuple(ONNX_FILES)
+# Without a choice: the quantized file when it exists (smaller and faster on a CPU).
+_DEFAULT_ORDER = ("int8", "fp32", "int4")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where the pieces of one model are on disk.
+
+    Attributes:
+        root: the directory given (or the downloaded snapshot).
+        onnx: the chosen ONNX file.
+        precision: "fp32", "int8" or "int4".
+        meta_dir: the directory holding config.json and tokenizer.json.
+    """
+
+    root: Path
+    onnx: Path
+    precision: str
+    meta_dir: Path
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the engine needs from config.json and generation_config.json."""
+
+    model_type: str
+    context: int
+    vocab_size: int
+    layers: int
+    heads: int
+    hidden: int
+    parameters: int
+    eos_ids: tuple[int, ...]
+    default_params: SamplingParams
+    default_max_new_tokens: int | None
+
+
+def choose_onnx(files: list[str], precision: str | None) -> tuple[str, str]:
+    """Pick the ONNX file among a model's files (relative POSIX paths).
+
+    Args:
+        files: every file of the model directory or repo.
+        precision: "fp32", "int8", "int4", or None for int8 when present, else fp32.
+
+    Returns:
+        (relative path of the ONNX file, its precision).
+
+    Raises:
+        ValueError: the precision is unknown, or no matching ONNX file exists.
+    """
+    if precision is not None and precision not in ONNX_FILES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    names = set(files)
+    folder = "" if any("/" not in f and f.endswith(".onnx") for f in names) else "onnx/"
+    present = [p for p in PRECISIONS if folder + ONNX_FILES[p] in names]
+    wanted = [precision] if precision else list(_DEFAULT_ORDER)
+    for p in wanted:
+        if p in present:
+            return folder + ONNX_FILES[p], p
+    found = ", ".join(f"{p} ({folder}{ONNX_FILES[p]})" for p in present) or "none"
+    want = f"precision {precision} ({ONNX_FILES[precision]})" if precision else "an ONNX model"
+    raise ValueError(f"no {want} found; available: {found}")
+
+
+def resolve(model: str | os.PathLike, precision: str | None = None) -> ModelFiles:
+    """Locate (downloading when `model` is a Hub id) the files of a model.
+
+    Args:
+        model: a local directory, or a Hub repo id such as "user/model".
+        precision: see `choose_onnx`.
+
+    Returns:
+        The located files.
+
+    Raises:
+        ValueError: no such directory or repo, or no usable ONNX file in it.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        files = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+        rel, chosen = choose_onnx(files, precision)
+        return _files(path, rel, chosen)
+    if path.exists() or str(model).count("/") != 1 or str(model).startswith((".", "/", "~")):
+        raise ValueError(f"model {str(model)!r} is neither a model directory nor a Hub repo id")
+    return _download(str(model), precision)
+
+
+def _download(repo_id: str, precision: str | None) -> ModelFiles:
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        files = [s.rfilename for s in HfApi().model_info(repo_id).siblings or []]
+        rel, chosen = choose_onnx(files, precision)
+        folder = str(PurePosixPath(rel).parent)
+        prefix = "" if folder == "." else folder + "/"
+        # The chosen ONNX file (and its external data), plus the small JSON files.
+        patterns = [rel, rel + "_data", rel + ".data", prefix + "*.json", "*.json"]
+        root = Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except (HfHubHTTPError, OSError) as error:
+        raise ValueError(f"could not fetch {repo_id!r} from the Hub: {error}") from error
+    return _files(root, rel, chosen)
+
+
+def _files(root: Path, rel: str, precision: str) -> ModelFiles:
+    onnx = root / rel
+    meta_dir = onnx.parent if (onnx.parent / "tokenizer.json").is_file() else root
+    for name in ("tokenizer.json", "config.json"):
+        if not (meta_dir / name).is_file():
+            raise ValueError(f"{name} is missing beside {onnx} (looked in {meta_dir})")
+    return ModelFiles(root=root, onnx=onnx, precision=precision, meta_dir=meta_dir)
+
+
+def load_tokenizer(files: ModelFiles) -> Tokenizer:
+    """The `tokenizers` tokenizer from tokenizer.json."""
+    return Tokenizer.from_file(str(files.meta_dir / "tokenizer.json"))
+
+
+def read_config(files: ModelFiles) -> ModelConfig:
+    """Read config.json and (when present) generation_config.json.
+
+    Raises:
+        ValueError: config.json lacks the context size, vocabulary size or layer count.
+    """
+    cfg = json.loads((files.meta_dir / "config.json").read_text())
+    gen_path = files.meta_dir / "generation_config.json"
+    gen = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
+
+    def first(*keys):
+        return next((cfg[k] for k in keys if cfg.get(k) is not None), None)
+
+    context = first("max_position_embeddings", "n_positions", "n_ctx")
+    vocab = first("vocab_size")
+    layers = first("num_layers", "n_layer", "num_hidden_layers")
+    hidden = first("hidden_size", "n_embd") or 0
+    heads = first("num_heads", "n_head", "num_attention_heads") or 0
+    missing = [n for n, v in (("context size", context), ("vocab_size", vocab), ("layers", layers)) if v is None]
+    if missing:
+        raise ValueError(f"config.json lacks {', '.join(missing)}")
+    eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
+    eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+    return ModelConfig(
+        model_type=cfg.get("model_type", ""),
+        context=int(context),
+        vocab_size=int(vocab),
+        layers=int(layers),
+        heads=int(heads),
+        hidden=int(hidden),
+        parameters=count_parameters(cfg),
+        eos_ids=tuple(int(e) for e in eos_ids),
+        default_params=default_params(gen),
+        default_max_new_tokens=gen.get("max_new_tokens"),
+    )
+
+
+def default_params(gen: dict) -> SamplingParams:
+    """SamplingParams equivalent to transformers' defaults for a generation_config.json dict."""
+    penalty = float(gen.get("repetition_penalty") or 1.0)
+    if not gen.get("do_sample", False):
+        return SamplingParams(repetition_penalty=penalty)
+    return SamplingParams(
+        temperature=float(gen.get("temperature", 1.0) or 0.0),
+        top_k=int(gen.get("top_k", 50) or 0),  # transformers samples with top_k=50 by default
+        top_p=float(gen.get("top_p", 1.0) or 1.0),
+        min_p=float(gen.get("min_p") or 0.0),
+        repetition_penalty=penalty,
+    )
+
+
+def count_parameters(cfg: dict) -> int:
+    """Parameter count of a GPT-Neo or GPT-2 config (tied embeddings counted once); 0 if unknown."""
+    kind = cfg.get("model_type")
+    if kind not in ("gpt_neo", "gpt2"):
+        return 0
+    h = cfg.get("hidden_size") or cfg.get("n_embd")
+    inner = cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * h
+    positions = cfg.get("max_position_embeddings") or cfg.get("n_positions")
+    layers = cfg.get("num_layers") or cfg.get("n_layer")
+    qkv_bias = 3 * h if kind == "gpt2" else 0  # GPT-Neo's q/k/v projections have no bias
+    per_layer = 2 * h + 3 * h * h + qkv_bias + h * h + h + 2 * h + h * inner + inner + inner * h + h
+    return cfg["vocab_size"] * h + positions * h + layers * per_layer + 2 * h

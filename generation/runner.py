@@ -1,0 +1,218 @@
+"""The ONNX Runtime session of a causal LM with a KV cache: prefill, step, drop rows.
+
+The session is stateless; each request owns a `KVCache`. The cache lives in OrtValues that
+ONNX Runtime allocated as outputs of the previous step and that are bound, as they are, as the
+inputs of the next step (IO binding): no copy to numpy and back per step, and on CUDA the cache
+never leaves the GPU. The exported graph itself concatenates past and new keys/values (its
+`present` outputs are one position longer than its `past` inputs); that one copy per step is
+the model's, not ours.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+_PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+_PRESENT = re.compile(r"^present\.(\d+)\.(key|value)$")
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """The session's input and output names, and the cache layout [batch, heads, seq, head_dim]."""
+
+    input_ids: str
+    attention_mask: str | None
+    position_ids: str | None
+    past: tuple[str, ...]  # layer 0 key, layer 0 value, layer 1 key, ...
+    present: tuple[str, ...]  # in the same order as `past`
+    logits: str
+    heads: int
+    head_dim: int
+    cache_dtype: type
+
+
+def map_io(session: ort.InferenceSession, heads: int = 0, hidden: int = 0) -> ModelIO:
+    """Map the session's input/output names (the one place that knows them).
+
+    Args:
+        session: an optimum text-generation-with-past session.
+        heads, hidden: from config.json, used when the cache shape is symbolic.
+
+    Returns:
+        The names and cache layout.
+
+    Raises:
+        ValueError: the model lacks input_ids, logits, or a matching past/present pair per layer.
+    """
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+
+    def layer_order(names, pattern):
+        found = {(int(m[1]), m[2]): n for n in names if (m := pattern.match(n))}
+        layers = len(found) // 2
+        order = [(i, kind) for i in range(layers) for kind in ("key", "value")]
+        return tuple(found[k] for k in order if k in found), layers
+
+    past, layers = layer_order(inputs, _PAST)
+    present, _ = layer_order(outputs, _PRESENT)
+    issues = [f"the model has no {n!r}" for n in ("input_ids",) if n not in inputs]
+    issues += [] if "logits" in outputs else ["the model has no 'logits' output"]
+    if not past or len(past) != 2 * layers or len(present) != len(past):
+        issues.append("the model has no KV cache (past_key_values.N.key/value in, present.N.key/value out); "
+                      "export it with task text-generation-with-past")
+    if issues:
+        raise ValueError("; ".join(issues))
+    shape = inputs[past[0]].shape
+    n_heads = shape[1] if isinstance(shape[1], int) else heads
+    head_dim = shape[3] if isinstance(shape[3], int) else hidden // max(heads, 1)
+    return ModelIO(
+        input_ids="input_ids",
+        attention_mask="attention_mask" if "attention_mask" in inputs else None,
+        position_ids="position_ids" if "position_ids" in inputs else None,
+        past=past,
+        present=present,
+        logits="logits",
+        heads=int(n_heads),
+        head_dim=int(head_dim),
+        cache_dtype=_DTYPES.get(inputs[past[0]].type, np.float32),
+    )
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cuda_device_count() -> int:
+    """GPUs the CUDA driver sees (0 without a driver). onnxruntime-gpu lists its CUDA provider
+    even on machines without a GPU, so the provider list alone proves nothing."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return 0
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0:
+            return count.value
+        return 0
+    return 0
+
+
+def create_session(path: str, provider: str | None) -> tuple[ort.InferenceSession, str]:
+    """An inference session on CUDA when asked for (or, with None, when a GPU works), else CPU.
+
+    Args:
+        path: the ONNX file.
+        provider: "cpu", "cuda", or None for automatic.
+
+    Returns:
+        (session, "cuda" or "cpu": the provider that really runs it).
+
+    Raises:
+        ValueError: an unknown provider, or "cuda" where no GPU is usable.
+    """
+    if provider not in (None, "cpu", "cuda"):
+        raise ValueError(f"provider must be 'cpu', 'cuda' or None (auto), got {provider!r}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = available_cores()
+    options.inter_op_num_threads = 1
+    if provider != "cpu" and cuda_device_count() > 0:
+        options.log_severity_level = 3  # a failed CUDA start falls back quietly
+        session = ort.InferenceSession(
+            path, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        options.log_severity_level = 2
+        if "CUDAExecutionProvider" in session.get_providers():
+            return session, "cuda"
+    if provider == "cuda":
+        raise ValueError("provider 'cuda' was requested but no usable CUDA GPU was found")
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]), "cpu"
+
+
+class KVCache:
+    """One request's cache: 2 × layers OrtValues of shape [rows, heads, length, head_dim]."""
+
+    def __init__(self, values: list[ort.OrtValue], length: int, device: str):
+        self.values = values
+        self.length = length
+        self.device = device
+
+    @property
+    def rows(self) -> int:
+        return self.values[0].shape()[0]
+
+    def take(self, rows: np.ndarray) -> None:
+        """Keep (or repeat) the given batch rows, e.g. [0, 0, 0] to broadcast a prefill to 3 rows
+        or [0, 2] to drop finished row 1. One copy of the cache; done rarely, not per step."""
+        arrays = [np.ascontiguousarray(v.numpy()[rows]) for v in self.values]
+        # On CPU the OrtValue shares the numpy buffer; `arrays` keeps it alive.
+        self._arrays = arrays
+        self.values = [ort.OrtValue.ortvalue_from_numpy(a, self.device, 0) for a in arrays]
+
+
+class Runner:
+    """A causal LM session with a KV cache, driven through IO binding."""
+
+    def __init__(self, session: ort.InferenceSession, provider: str, io: ModelIO):
+        self.session = session
+        self.provider = provider
+        self.io = io
+
+    def prefill(self, token_ids: list[int]) -> tuple[np.ndarray, KVCache]:
+        """Run the prompt through the model (one row).
+
+        Returns:
+            (float32 logits [1, vocab] of the last position, the cache of the prompt).
+        """
+        empty = np.zeros((1, self.io.heads, 0, self.io.head_dim), dtype=self.io.cache_dtype)
+        past = [ort.OrtValue.ortvalue_from_numpy(empty, self.provider, 0) for _ in self.io.past]
+        cache = KVCache(past, 0, self.provider)
+        logits = self._forward(np.asarray([token_ids], dtype=np.int64), cache)
+        return logits, cache
+
+    def step(self, tokens: np.ndarray, cache: KVCache) -> np.ndarray:
+        """Feed one new token per row; the cache grows by one position.
+
+        Args:
+            tokens: int64 [rows], one per row of the cache.
+            cache: updated in place.
+
+        Returns:
+            float32 logits [rows, vocab].
+        """
+        return self._forward(tokens.reshape(-1, 1), cache)
+
+    def _forward(self, input_ids: np.ndarray, cache: KVCache) -> np.ndarray:
+        rows, new = input_ids.shape
+        total = cache.length + new
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.io.input_ids, input_ids)
+        if self.io.attention_mask:
+            binding.bind_cpu_input(self.io.attention_mask, np.ones((rows, total), dtype=np.int64))
+        if self.io.position_ids:
+            positions = np.arange(cache.length, total, dtype=np.int64)
+            binding.bind_cpu_input(self.io.position_ids, np.broadcast_to(positions, (rows, new)).copy())
+        for name, value in zip(self.io.past, cache.values, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        # Logits come to the host (the sampler needs them); the cache stays where it is.
+        binding.bind_output(self.io.logits, "cpu")
+        for name in self.io.present:
+            binding.bind_output(name, self.provider, 0)
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        cache.values = outputs[1:]
+        cache.length = total
+        # Copied out: the array must not outlive the OrtValue that owns its buffer.
+        return np.array(outputs[0].numpy()[:, -1, :], dtype=np.float32)

@@ -1,0 +1,107 @@
+"""Pick the next token of every row: one function for every strategy.
+
+logits → repetition penalty → (greedy: argmax) | temperature → top-k → top-p → min-p → sample.
+The order is transformers' order, so a row behaves as `generate` would with the same settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .params import SamplingParams
+from .warpers import (
+    apply_repetition_penalty,
+    apply_temperature,
+    min_p_filter,
+    top_k_filter,
+    top_p_filter,
+)
+
+
+def warp(logits: np.ndarray, params: SamplingParams, seen: np.ndarray | None = None) -> np.ndarray:
+    """Apply one row's penalty and filters.
+
+    Args:
+        logits: [1, vocab] raw logits of the row.
+        params: the row's settings.
+        seen: bool [1, vocab] of tokens in the row's context (needed when a penalty is set).
+
+    Returns:
+        The warped logits [1, vocab]; for greedy rows only the penalty is applied.
+    """
+    if params.repetition_penalty != 1:
+        if seen is None:
+            raise ValueError("repetition_penalty needs the mask of seen tokens")
+        logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
+    if params.greedy:
+        return logits
+    logits = apply_temperature(logits, params.temperature)
+    if params.top_k:
+        logits = top_k_filter(logits, params.top_k)
+    if params.top_p < 1:
+        logits = top_p_filter(logits, params.top_p)
+    if params.min_p > 0:
+        logits = min_p_filter(logits, params.min_p)
+    return logits
+
+
+def sample(logits: np.ndarray, rng: np.random.Generator) -> int:
+    """Draw one token from softmax(logits) using `rng` (one uniform number per draw).
+
+    Args:
+        logits: [vocab] warped logits; -inf tokens are never drawn.
+        rng: the row's generator.
+
+    Returns:
+        The token id.
+    """
+    top = logits.max()
+    if top == np.inf:
+        # A temperature so small that the best logits overflowed: they share all the mass.
+        candidates = np.flatnonzero(logits == np.inf)
+        return int(candidates[int(rng.random() * len(candidates))])
+    candidates = np.flatnonzero(logits > -np.inf)
+    # Cumulative weights of the kept tokens only: filtered rows stay cheap.
+    cum = np.cumsum(np.exp((logits[candidates] - top).astype(np.float64)))
+    j = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+    if j >= len(cum):
+        # u * total rounded up to the total: take the last token with non-zero weight.
+        j = int(np.searchsorted(cum, cum[-1], side="left"))
+    return int(candidates[j])
+
+
+def select_next(
+    logits: np.ndarray,
+    params: Sequence[SamplingParams],
+    rngs: Sequence[np.random.Generator],
+    seen: Sequence[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The next token of every row and its probability under the model.
+
+    Args:
+        logits: [rows, vocab] raw logits of the last position.
+        params: one SamplingParams per row (temperature 0 → argmax).
+        rngs: one generator per row (unused by greedy rows).
+        seen: per row, a bool [vocab] mask of the tokens in its context (prompt + output);
+            only read for rows with a repetition penalty.
+
+    Returns:
+        (tokens int64 [rows], probabilities float64 [rows]); a probability is the softmax of the
+        raw logits (temperature 1, before penalty or filters) at the chosen token.
+    """
+    rows = logits.shape[0]
+    tokens = np.empty(rows, dtype=np.int64)
+    for i, p in enumerate(params):
+        row_seen = None if seen is None else seen[i][None]
+        x = warp(logits[i : i + 1], p, row_seen)[0]
+        tokens[i] = int(x.argmax()) if p.greedy else sample(x, rngs[i])
+    return tokens, token_probabilities(logits, tokens)
+
+
+def token_probabilities(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """softmax(logits)[row, token] for each row, computed stably in float64."""
+    top = logits.max(axis=-1, keepdims=True)
+    log_z = np.log(np.exp(logits - top).sum(axis=-1, dtype=np.float64)) + top[:, 0]
+    return np.exp(logits[np.arange(len(tokens)), tokens].astype(np.float64) - log_z)
