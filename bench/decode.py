@@ -1,0 +1,272 @@
+"""Decode speed: tokens/s (batch 1 and 3) and time to first token, every backend in one run.
+
+    python bench/decode.py --random-init gpt-neo-125m --new-tokens 128
+    python bench/decode.py --model FINETUNED_DIR [--onnx-dir EXPORT_DIR] --json out.json
+
+Rows come from the registry `BACKENDS`: name → runner(BenchModel, BenchCase) -> Row. To add
+a row (e.g. the project's engine), write one runner and register it:
+
+    @backend("engine int8")
+    def engine_int8(model: BenchModel, case: BenchCase) -> Row:
+        engine = model.cached("engine int8", lambda: Engine.load(model.onnx_dir, "int8"))
+        def run(n):  # generate n new tokens for every row of case.prompts
+            ...
+        return measure("engine int8", run, case)
+
+`measure` times a 1-token run (time to first token: prefill + one token) and an N-token run;
+decode tokens/s = batch × (N − 1) / (t_N − t_1). Runners may raise `Skip` (e.g. a file
+that is absent). Timings are wall-clock on whatever else runs on the machine; the JSON
+records the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import _setup  # noqa: E402
+
+
+@dataclass
+class BenchModel:
+    """The model under test: its PyTorch dir, its export dir, and a cache for loaded objects."""
+
+    name: str
+    torch_dir: Path
+    onnx_dir: Path
+    threads: int
+    tokenizer: object = None
+    loaded: dict = field(default_factory=dict)
+
+    def cached(self, key: str, factory: Callable[[], object]) -> object:
+        """Load once per benchmark run (loading is not what is measured)."""
+        if key not in self.loaded:
+            self.loaded[key] = factory()
+        return self.loaded[key]
+
+
+@dataclass
+class BenchCase:
+    """One measurement: `prompts` (batch rows of equal length) and how many tokens to add."""
+
+    prompts: list[list[int]]
+    new_tokens: int
+    repeats: int = 1
+
+    @property
+    def batch(self) -> int:
+        return len(self.prompts)
+
+
+@dataclass
+class Row:
+    backend: str
+    batch: int
+    prompt_tokens: int
+    new_tokens: int
+    ttft_ms: float
+    decode_tok_s: float  # all rows together
+    ms_per_step: float   # one decoding step for the whole batch
+
+
+class Skip(Exception):
+    """A runner cannot run here (missing file, no CUDA); the row is left out with a reason."""
+
+
+Runner = Callable[[BenchModel, BenchCase], Row]
+BACKENDS: dict[str, Runner] = {}
+
+
+def backend(name: str) -> Callable[[Runner], Runner]:
+    """Register a runner under `name` (the order of registration is the table's order)."""
+    def register(fn: Runner) -> Runner:
+        BACKENDS[name] = fn
+        return fn
+    return register
+
+
+def measure(name: str, run: Callable[[int], None], case: BenchCase) -> Row:
+    """Time `run(n)` (generate n new tokens for every prompt) as described in the module doc."""
+    run(2)  # warm-up: first-call allocations and kernel selection
+    firsts, fulls = [], []
+    for _ in range(case.repeats):
+        start = time.perf_counter()
+        run(1)
+        firsts.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        run(case.new_tokens)
+        fulls.append(time.perf_counter() - start)
+    first, full = statistics.median(firsts), statistics.median(fulls)
+    steps = max(case.new_tokens - 1, 1)
+    per_step = max(full - first, 1e-9) / steps
+    return Row(name, case.batch, len(case.prompts[0]), case.new_tokens, round(first * 1e3, 2),
+               round(case.batch / per_step, 2), round(per_step * 1e3, 3))
+
+
+def _hf_generate(model, case: BenchCase) -> Callable[[int], None]:
+    import torch
+
+    ids = torch.tensor(case.prompts)
+    mask = torch.ones_like(ids)
+    pad = model.generation_config.eos_token_id
+    pad = pad[0] if isinstance(pad, list) else pad
+
+    def run(n: int) -> None:
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                 max_new_tokens=n, min_new_tokens=n, pad_token_id=pad)
+        assert out.shape == (case.batch, ids.shape[1] + n)
+    return run
+
+
+@backend("pytorch eager")
+def pytorch_eager(model: BenchModel, case: BenchCase) -> Row:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(model.threads)
+    hf = model.cached("pytorch", lambda: AutoModelForCausalLM.from_pretrained(
+        model.torch_dir, attn_implementation="eager", dtype=torch.float32).eval())
+    return measure("pytorch eager", _hf_generate(hf, case), case)
+
+
+def _optimum(precision: str, file_name: str) -> Runner:
+    def runner(model: BenchModel, case: BenchCase) -> Row:
+        import onnxruntime as ort
+        from optimum.onnxruntime import ORTModelForCausalLM
+
+        if not (model.onnx_dir / file_name).exists():
+            raise Skip(f"{model.onnx_dir / file_name} is absent")
+
+        def load():
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = model.threads
+            return ORTModelForCausalLM.from_pretrained(model.onnx_dir, file_name=file_name,
+                                                       session_options=options)
+        ort_model = model.cached(f"optimum {precision}", load)
+        return measure(f"optimum {precision}", _hf_generate(ort_model, case), case)
+    return runner
+
+
+for _precision, _file in (("fp32", "model.onnx"), ("int8", "model_int8.onnx"),
+                          ("int4", "model_int4.onnx")):
+    backend(f"optimum {_precision}")(_optimum(_precision, _file))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python bench/decode.py", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", type=Path, help="PyTorch model directory (exported unless --onnx-dir)")
+    src.add_argument("--random-init", choices=sorted(_setup.ARCHITECTURES),
+                     help="build this real architecture with random weights (offline, cached)")
+    p.add_argument("--onnx-dir", type=Path, default=None,
+                   help="an existing export of --model (python -m export); default: export into the cache")
+    p.add_argument("--new-tokens", type=int, default=128, help="tokens generated per row")
+    p.add_argument("--prompt-tokens", type=int, default=200, help="prompt length of every row")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 3], help="batch sizes to measure")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per row (median reported)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads for torch and ONNX Runtime (0: every visible core)")
+    p.add_argument("--backends", nargs="+", default=None,
+                   help=f"subset of rows to run (default all: {', '.join(BACKENDS)})")
+    p.add_argument("--gate", action="store_true", help="run the export's validation gate (slower)")
+    p.add_argument("--cache-dir", type=Path, default=_setup.DEFAULT_CACHE,
+                   help="where random-init models and exports are kept between runs")
+    p.add_argument("--tokenizer", type=Path, default=_setup.SHARED_GPT2,
+                   help="GPT-2 tokenizer files for --random-init (default: ../shared/tokenizers/gpt2)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="where to write the results (default: bench/results/decode_<model>.json)")
+    return p
+
+
+def prepare(args: argparse.Namespace, log=print) -> BenchModel:
+    """Resolve (build/export when needed) the model under test."""
+    from transformers import AutoTokenizer
+
+    threads = args.threads or _setup.machine_info(0)["cores_visible"]
+    if args.random_init:
+        if not (args.tokenizer / "vocab.json").exists():
+            raise ValueError(f"--tokenizer {args.tokenizer}: no GPT-2 vocab.json (set NEO_SHARED_DIR)")
+        torch_dir, onnx_dir = _setup.prepare_random_init(args.random_init, args.cache_dir,
+                                                         args.tokenizer, args.gate, log)
+        name = f"{args.random_init} (random init)"
+    else:
+        torch_dir = args.model
+        if not (torch_dir / "config.json").is_file():
+            raise ValueError(f"--model {torch_dir}: not a model directory (no config.json)")
+        onnx_dir = args.onnx_dir or args.cache_dir / "exports" / torch_dir.resolve().name
+        if args.onnx_dir is None:
+            _setup.ensure_export(torch_dir, onnx_dir, args.gate, log)
+        name = torch_dir.name
+    return BenchModel(name, torch_dir, onnx_dir, threads, AutoTokenizer.from_pretrained(torch_dir))
+
+
+def run_all(model: BenchModel, args: argparse.Namespace, log=print) -> tuple[list[Row], dict]:
+    """Every selected backend at every batch size; returns the rows and the skip reasons."""
+    rows, skipped = [], {}
+    for name in args.backends or list(BACKENDS):
+        for batch in args.batch:
+            case = BenchCase(_setup.prompt_rows(model.tokenizer, batch, args.prompt_tokens),
+                             args.new_tokens, args.repeats)
+            try:
+                row = BACKENDS[name](model, case)
+            except Skip as why:
+                skipped[name] = str(why)
+                break
+            log(f"[bench] {row.backend:<16} batch {row.batch}: {row.decode_tok_s:8.1f} tok/s, "
+                f"TTFT {row.ttft_ms:8.1f} ms")
+            rows.append(row)
+    return rows, skipped
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table of the rows."""
+    lines = ["| backend | batch | prompt | new | TTFT (ms) | decode tok/s (all rows) | ms/step |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r.backend} | {r.batch} | {r.prompt_tokens} | {r.new_tokens} | {r.ttft_ms:.1f} | "
+              f"{r.decode_tok_s:.1f} | {r.ms_per_step:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    unknown = sorted(set(args.backends or []) - set(BACKENDS))
+    problems = [f"unknown backend(s) {unknown}; known: {list(BACKENDS)}"] if unknown else []
+    if args.new_tokens < 2 or args.prompt_tokens < 1 or min(args.batch) < 1 or args.repeats < 1:
+        problems.append("--new-tokens must be >= 2; --prompt-tokens, --batch, --repeats >= 1")
+    try:
+        if problems:
+            raise ValueError("; ".join(problems))
+        model = prepare(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    machine = _setup.machine_info(model.threads)
+    print(f"[bench] machine: {json.dumps(machine)}")
+    rows, skipped = run_all(model, args)
+    machine["load_average_1m_at_end"] = _setup.machine_info(model.threads)["load_average_1m_at_start"]
+    print(table(rows))
+    for name, why in skipped.items():
+        print(f"[bench] skipped {name}: {why}")
+    slug = (args.random_init or model.name).replace("/", "_")
+    path = args.json or _setup.REPO_ROOT / "bench" / "results" / f"decode_{slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = {"model": model.name, "torch_dir": str(model.torch_dir), "onnx_dir": str(model.onnx_dir),
+              "command": "python bench/decode.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "machine": machine, "rows": [asdict(r) for r in rows], "skipped": skipped,
+              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"[bench] wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

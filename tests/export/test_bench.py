@@ -1,0 +1,75 @@
+"""bench/decode.py runs end to end on tiny models (correctness only: no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import _setup, decode
+
+
+def test_bench_runs_every_backend_on_the_tiny_model(exported, tiny_model_dir, tmp_path, capsys):
+    _, onnx_dir = exported
+    out = tmp_path / "decode.json"
+    code = decode.main(["--model", str(tiny_model_dir), "--onnx-dir", str(onnx_dir),
+                        "--new-tokens", "4", "--prompt-tokens", "12", "--batch", "1", "3",
+                        "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    got = {(r["backend"], r["batch"]) for r in result["rows"]}
+    assert got == {(b, n) for b in ("pytorch eager", "optimum fp32", "optimum int8", "optimum int4")
+                   for n in (1, 3)}
+    for row in result["rows"]:
+        assert row["prompt_tokens"] == 12 and row["new_tokens"] == 4
+        assert row["ttft_ms"] > 0 and row["decode_tok_s"] > 0
+    assert result["machine"]["cores_visible"] >= 1 and "CPUExecutionProvider" in result["machine"]["ort_providers"]
+    assert "| optimum int4 | 3 |" in capsys.readouterr().out
+
+
+def test_a_registered_runner_becomes_a_row(exported, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(decode, "BACKENDS", dict(decode.BACKENDS))
+    calls = []
+
+    @decode.backend("extra")
+    def extra(model: decode.BenchModel, case: decode.BenchCase) -> decode.Row:
+        assert model.onnx_dir == exported[1] and all(len(p) == 12 for p in case.prompts)
+        return decode.measure("extra", calls.append, case)
+
+    @decode.backend("absent")
+    def absent(model, case):
+        raise decode.Skip("not here")
+
+    out = tmp_path / "d.json"
+    assert decode.main(["--model", str(tiny_model_dir), "--onnx-dir", str(exported[1]),
+                        "--backends", "extra", "absent", "--new-tokens", "5", "--prompt-tokens", "12",
+                        "--batch", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["backend"] for r in result["rows"]] == ["extra"] and result["rows"][0]["batch"] == 2
+    assert result["skipped"] == {"absent": "not here"}
+    assert calls == [2, 1, 5]  # warm-up, first token, full run
+
+
+@pytest.mark.slow
+def test_random_init_builds_exports_and_reuses(shared, tmp_path, monkeypatch):
+    small = dict(_setup.ARCHITECTURES["gpt-neo-125m"], hidden_size=16, num_layers=2, num_heads=2,
+                 attention_types=[[["global", "local"], 1]], window_size=8, max_position_embeddings=64)
+    monkeypatch.setitem(_setup.ARCHITECTURES, "gpt-neo-small", small)
+    args = ["--random-init", "gpt-neo-small", "--cache-dir", str(tmp_path), "--new-tokens", "3",
+            "--prompt-tokens", "16", "--batch", "1", "--backends", "optimum int8", "--gate",
+            "--tokenizer", str(shared / "tokenizers" / "gpt2"), "--json", str(tmp_path / "r.json")]
+    assert decode.main(args) == 0
+    report = json.loads((tmp_path / "gpt-neo-small" / "onnx" / "export_report.json").read_text())
+    assert report["gate"]["passed"] and report["files"]["int4"]["quantized_ops"]["MatMulNBits"] == 13
+    config = json.loads((tmp_path / "gpt-neo-small" / "pytorch" / "config.json").read_text())
+    assert config["vocab_size"] == 50257 and config["attention_layers"] == ["global", "local"]
+    assert decode.main(args) == 0  # second run reuses the cached export
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backends", "nope"], "unknown backend"),
+    (["--new-tokens", "1"], "--new-tokens must be >= 2"),
+])
+def test_bench_bad_input_exits_2(argv, message, tiny_model_dir, capsys):
+    assert decode.main(["--model", str(tiny_model_dir), *argv]) == 2
+    assert message in capsys.readouterr().err
