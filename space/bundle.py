@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBED_DIR = "model"
 # The engine's default precision: int8 when the export has it, else fp32 (see notes/api.md).
 ONNX_PREFERENCE = ("model_int8.onnx", "model.onnx")
-ENGINE_FILES = ("config.json", "generation_config.json", "tokenizer.json")
+ENGINE_FILES = ("config.json", "tokenizer.json")
+OPTIONAL_ENGINE_FILES = ("generation_config.json",)  # the engine's sampling defaults
 # Distribution names whose installed versions pin the Space's requirements.txt.
 RUNTIME_PACKAGES = ("tokenizers", "numpy", "huggingface_hub")
 ONNXRUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu")
@@ -101,7 +102,8 @@ def engine_files(model_dir: Path) -> list[Path]:
         model_dir: an export dir, or a model repo with its ONNX files in `onnx/`.
 
     Returns:
-        The ONNX file (and its external-data file, if any) and the config/tokenizer files.
+        The ONNX file (and its external-data file, if any), config.json, tokenizer.json and,
+        when present, generation_config.json.
 
     Raises:
         UserError: no ONNX file, or a required config/tokenizer file is missing.
@@ -116,12 +118,12 @@ def engine_files(model_dir: Path) -> list[Path]:
         if p.is_file() and p.name in (chosen.name + "_data", chosen.name + ".data")
     )
     missing = []
-    for name in ENGINE_FILES:
+    for name in ENGINE_FILES + OPTIONAL_ENGINE_FILES:
         found = next((d / name for d in (onnx_dir, model_dir) if (d / name).is_file()), None)
-        if found is None:
-            missing.append(name)
-        else:
+        if found is not None:
             files.append(found)
+        elif name in ENGINE_FILES:
+            missing.append(name)
     if missing:
         raise UserError(f"{onnx_dir} lacks {', '.join(missing)}, which the engine needs")
     return files

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from space.bundle import ENGINE_FILES, BundleOptions, build_bundle
+from space.bundle import ENGINE_FILES, OPTIONAL_ENGINE_FILES, BundleOptions, build_bundle
 from space.card import MAX_SHORT_DESCRIPTION
 from space.cli import main
 from space.source import with_default_model
@@ -125,7 +125,8 @@ def test_embed_model_copies_only_the_engine_files(tmp_path, tiny_onnx_dir):
     bundle = build_bundle(BundleOptions(model=str(tiny_onnx_dir), output_dir=tmp_path / "b",
                                         embed_model=True))
     model_files = {rel for rel, _ in bundle.files if rel.startswith("model/")}
-    assert model_files == {"model/model.onnx"} | {f"model/{n}" for n in ENGINE_FILES}
+    assert model_files == {"model/model.onnx"} | {
+        f"model/{n}" for n in ENGINE_FILES + OPTIONAL_ENGINE_FILES}
     for rel in model_files:
         assert filecmp.cmp(tiny_onnx_dir / rel[len("model/"):], bundle.path / rel, shallow=False)
     assert front_matter(bundle.path / "README.md")["models"] == []
@@ -137,7 +138,7 @@ def test_embed_prefers_int8_and_keeps_external_data(tmp_path, layout):
     onnx = model if layout == "export" else model / "onnx"
     onnx.mkdir(parents=True)
     for name in ("model.onnx", "model_int8.onnx", "model_int8.onnx_data", "model_int4.onnx",
-                 "export_report.json", "README.md", *ENGINE_FILES):
+                 "export_report.json", "README.md", *ENGINE_FILES):  # no generation_config
         (onnx / name).write_text(name)
     (model / "model.safetensors").write_text("pytorch weights")
     bundle = build_bundle(BundleOptions(model=str(model), output_dir=tmp_path / "b",
@@ -169,12 +170,16 @@ def test_cli_build_prints_every_file_and_the_total(tmp_path, capsys):
     (["--model", "{tmp}"], "--embed-model"),
     (["--model", HUB_ID, "--embed-model"], "local model directory"),
     (["--model", "{tmp}/empty", "--embed-model"], "export it first"),
+    (["--model", "{tmp}/notok", "--embed-model"], "lacks tokenizer.json"),
     (["--model", HUB_ID, "--space-id", "nouser"], "USER/NAME"),
     (["--model", HUB_ID, "--title", " "], "--title"),
     (["--model", HUB_ID, "--output-dir", "{tmp}/busy"], "not empty"),
 ])
 def test_cli_build_user_errors_exit_2(tmp_path, capsys, argv, message):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "notok").mkdir()
+    for name in ("model.onnx", "config.json"):
+        (tmp_path / "notok" / name).write_text(name)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("mine")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
