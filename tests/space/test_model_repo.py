@@ -5,6 +5,7 @@ exactly so must load through every way people load models, offline, and all must
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,42 @@ def test_project_engine_loads_the_repo(hub_layout, reference):
     expected = [t for t in ids[prompt_len:] if t != eos]
     assert [t for t in row.token_ids if t != eos] == expected
     assert row.finish_reason == ("eos" if eos in ids[prompt_len:] else "length")
+
+
+class FolderHub:
+    """A model repo kept in a local folder: `upload_folder` copies files where the Hub would
+    put them (honouring `path_in_repo` and the allow/ignore patterns)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def create_repo(self, repo_id, **kwargs):
+        from huggingface_hub import RepoUrl
+
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, *, folder_path, path_in_repo=None, allow_patterns=None,
+                      ignore_patterns=None, **kwargs):
+        from huggingface_hub.utils import filter_repo_objects
+
+        folder = Path(folder_path)
+        rels = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+        for rel in filter_repo_objects(rels, allow_patterns=allow_patterns,
+                                       ignore_patterns=ignore_patterns):
+            dest = self.root / (path_in_repo or "") / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / rel, dest)
+        return "https://huggingface.co/commit/local"
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_the_two_pushes_make_this_layout(tmp_path, hub_layout, tiny_model_dir, tiny_onnx_dir):
+    finetune_hub = pytest.importorskip("finetune.hub", reason="finetune's push has not landed")
+    export_card = pytest.importorskip("export.card", reason="export's push has not landed")
+    hub = FolderHub(tmp_path / "repo")
+    finetune_hub.push_to_hub(tiny_model_dir, "someone/neo-xscience", api=hub)
+    export_card.push_to_hub(tiny_onnx_dir, "someone/neo-xscience", api=hub)
+    assert tree(hub.root) == tree(hub_layout)
