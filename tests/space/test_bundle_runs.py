@@ -112,6 +112,8 @@ def test_bundle_serves_the_readme_call_from_a_fresh_venv(venv_python, tmp_path, 
     finally:
         server.terminate()
         server.wait(timeout=30)
+    served = log.read_text()
+    assert str(bundle / "model") in served, served[-2000:]  # the bundle's own model, by default
     texts = [scope["greedy"], scope["sampling"], scope["top_k_top_p"]]
     assert all(isinstance(t, str) for t in texts)
     # Greedy is deterministic: the engine on the same export, in this process, agrees.
