@@ -1,0 +1,214 @@
+"""`python -m finetune`: data in → a trained Hugging Face model directory out."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import typing
+from pathlib import Path
+
+from finetune.config import MULTI_XSCIENCE, ConfigError, FinetuneConfig, validate
+from finetune.data import DataError
+
+DESCRIPTION = """Fine-tune (or train from scratch) a GPT-Neo causal LM on scientific abstracts.
+Writes a Hugging Face model directory: config.json, model.safetensors, generation_config.json,
+tokenizer files, metrics.json, loss.png, README.md (model card), finetune_config.json,
+checkpoints and TensorBoard logs (runs/). Runs unchanged under torchrun and accelerate launch."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser with one `--kebab-case` flag per FinetuneConfig field and its help."""
+    parser = argparse.ArgumentParser(prog="python -m finetune", description=DESCRIPTION,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(FinetuneConfig)
+    for f in dataclasses.fields(FinetuneConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else (
+            f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        help_text = f.metadata["help"]
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", help=help_text)
+            continue
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        parser.add_argument(flag, type=base, default=default, required=required,
+                            metavar=f.name.upper(), help=help_text)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
+    """Parse the command line (argparse exits 2 on unknown or malformed flags)."""
+    return FinetuneConfig(**vars(build_parser().parse_args(argv)))
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate launch (both set RANK), or a plain run."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_output_dir(cfg: FinetuneConfig) -> None:
+    """--resume needs a checkpoint; a fresh run must not mix with an old one.
+
+    Raises:
+        ConfigError: the output directory does not fit --resume.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(cfg.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if cfg.resume and last is None:
+        raise ConfigError(f"--resume: no checkpoint-* directory in {out}")
+    if not cfg.resume and last is not None:
+        raise ConfigError(f"{out} already holds checkpoints ({Path(last).name}): pass --resume "
+                          "to continue that run, or choose another --output-dir")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (2 for user errors)."""
+    cfg = parse_args(argv)
+    try:
+        validate(cfg)
+        check_output_dir(cfg)
+    except ConfigError as err:
+        print("\n".join(f"error: {line}" for line in str(err).splitlines()), file=sys.stderr)
+        return 2
+    log = print if is_main_process() else (lambda _msg: None)
+    log("finetune: resolved config\n" + json.dumps(cfg.to_dict(), indent=2))
+    try:
+        run(cfg, log)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
+    """Prepare data, train, evaluate, and (on rank 0) write metrics, plot, card and push.
+
+    Args:
+        cfg: validated options.
+        log: where progress lines go.
+        callbacks: extra TrainerCallbacks (tests use one to stop a run early).
+
+    Returns:
+        The metrics written to metrics.json (None on processes other than rank 0).
+
+    Raises:
+        ConfigError, DataError: user errors found while loading.
+    """
+    from finetune.sources import load_splits
+    from finetune.tokenize_cache import load_tokenizer, tokenize_splits
+    from finetune.train import build_model, make_trainer, tidy_for_saving, training_arguments
+
+    start = time.time()
+    args = training_arguments(cfg)
+    out = Path(cfg.output_dir)
+    if args.process_index == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    # Rank 0 downloads and tokenizes first; the others then read its cache.
+    with args.main_process_first(desc="data preparation"):
+        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, text_field=cfg.text_field,
+                             min_words=cfg.min_words, val_fraction=cfg.val_fraction,
+                             test_fraction=cfg.test_fraction,
+                             max_train_samples=cfg.max_train_samples,
+                             max_eval_samples=cfg.max_eval_samples, log=log)
+        blocks = tokenize_splits(splits, tokenizer, cfg.block_size, cfg.cache_dir, log=log)
+    model = build_model(cfg, tokenizer)
+    trainer = make_trainer(cfg, args, model, tokenizer, blocks, callbacks)
+    log(f"finetune: {model.num_parameters():,} parameters, {args.world_size} process(es), "
+        f"{'bf16' if args.bf16 else 'fp32'}, optimizer {args.optim}, effective batch "
+        f"{cfg.batch_size * cfg.gradient_accumulation_steps * args.world_size} x {cfg.block_size} tokens")
+    before = _baseline(cfg, trainer, blocks, args.process_index == 0)
+    tokens_at_start = _tokens_in_last_checkpoint(cfg)
+    result = trainer.train(resume_from_checkpoint=True if cfg.resume else None)
+    after = _perplexities(trainer, blocks)
+    tidy_for_saving(trainer.model)
+    trainer.save_model(str(out))  # the best checkpoint's weights (load_best_model_at_end)
+    trainer.save_state()
+    if not trainer.is_world_process_zero():
+        return None
+    return _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_at_start, log)
+
+
+def _perplexities(trainer, blocks):
+    from finetune.train import evaluate_perplexity
+
+    return evaluate_perplexity(trainer, blocks)
+
+
+def _baseline(cfg, trainer, blocks, write: bool) -> dict:
+    """The starting model's perplexities; a resumed run reuses the first run's."""
+    path = Path(cfg.output_dir) / "baseline_metrics.json"
+    if cfg.resume and path.is_file():
+        return json.loads(path.read_text())
+    before = _perplexities(trainer, blocks)
+    if write:
+        path.write_text(json.dumps(before, indent=2) + "\n")
+    return before
+
+
+def _tokens_in_last_checkpoint(cfg) -> int:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not cfg.resume:
+        return 0
+    state = Path(get_last_checkpoint(cfg.output_dir)) / "trainer_state.json"
+    return int(json.loads(state.read_text()).get("num_input_tokens_seen", 0))
+
+
+def _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_at_start, log):
+    from finetune.card import plot_loss, write_card, write_metrics
+    from finetune.speed import SpeedCallback
+    from finetune.train import hardware_info
+
+    speed = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SpeedCallback))
+    out = Path(cfg.output_dir)
+    state = trainer.state
+    runtime = result.metrics.get("train_runtime", 0.0)
+    data_path = Path(cfg.data)
+    metrics = {
+        "before": before,
+        "after": after,
+        "tokens_seen": int(state.num_input_tokens_seen),
+        "train_steps": state.global_step,
+        "epochs": round(state.epoch or 0.0, 4),
+        "train_runtime_s": round(runtime, 2),
+        # Training steps only (SpeedCallback); the next one also counts in-training evaluations.
+        "tokens_per_s": round(speed.mean_tokens_per_s, 1),
+        "tokens_per_s_incl_eval": round((state.num_input_tokens_seen - tokens_at_start) / runtime, 1)
+        if runtime else 0.0,
+        "wall_time_s": round(time.time() - start, 2),
+        "best_checkpoint": state.best_model_checkpoint,
+        "parameters": trainer.model.num_parameters(),
+        "hardware": hardware_info(trainer.args),
+        "data": {
+            "source": cfg.data if cfg.data == MULTI_XSCIENCE else data_path.name,
+            "multi_xscience": cfg.data == MULTI_XSCIENCE or data_path.is_dir()
+            or data_path.name.endswith((".json", ".json.gz")),
+            "abstracts": {k: len(v) for k, v in splits.items()},
+            "blocks": {k: int(v.shape[0]) for k, v in blocks.items()},
+            "block_size": cfg.block_size,
+        },
+    }
+    write_metrics(out, metrics)
+    # train() starts a fresh log history, so the starting model's loss is added as step 0.
+    plot_loss([{"step": 0, "eval_loss": before["validation_loss"]}, *state.log_history],
+              out / "loss.png")
+    write_card(out, cfg.push_to_hub or str(out), metrics, cfg.to_dict())
+    for split in ("validation", "test"):
+        log(f"finetune: {split} perplexity {before[f'{split}_perplexity']:.2f} → "
+            f"{after[f'{split}_perplexity']:.2f}")
+    log(f"finetune: {metrics['tokens_seen']:,} tokens seen, {metrics['tokens_per_s']:,.0f} "
+        f"tokens/s, {metrics['wall_time_s']:.0f} s wall; model written to {out}")
+    if cfg.push_to_hub:
+        from finetune.hub import push_to_hub
+
+        log(f"finetune: pushed to {push_to_hub(out, cfg.push_to_hub, cfg.private)}")
+    return metrics
