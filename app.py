@@ -1,4 +1,295 @@
-"""Placeholder: the Gradio demo lands with the app issue."""
+"""The demo: greedy, sampling and top-k/top-p decoding of one prompt side by side, streaming.
+
+    python app.py [--model PATH_OR_HUB_ID] [--host HOST] [--port PORT] [--share]
+
+`MODEL_ID` in the environment does what `--model` does (for the Space); the default is the
+bundled `demo_model/` beside this file, so the demo runs offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+
+from generation import Engine, SamplingParams
+
+HERE = Path(__file__).resolve().parent
+MODEL_ID = os.environ.get("MODEL_ID", str(HERE / "demo_model"))
+PRECISION = os.environ.get("PRECISION") or None  # fp32 | int8 | int4; None: int8 when present
+PROVIDER = os.environ.get("PROVIDER") or None  # cpu | cuda; None: CUDA only where it works
+# Each request runs one batched forward per step that uses every core, so more parallel
+# requests than cores only add latency; the queue holds the rest, up to QUEUE_SIZE.
+CONCURRENCY = int(os.environ.get("CONCURRENCY", str(os.cpu_count() or 1)))
+QUEUE_SIZE = int(os.environ.get("QUEUE_SIZE", "64"))
+REQUEST_TIME_LIMIT_S = float(os.environ.get("REQUEST_TIME_LIMIT_S", "120"))
+MAX_NEW_TOKENS = 512
+MAX_PROMPT_CHARS = 4000
+UI_REFRESH_S = 0.05  # the browser view is redrawn at most this often (the API gets every step)
+
+EXAMPLES = [
+    "In this paper, we propose a novel method for",
+    "Deep neural networks have achieved remarkable success in",
+    "We study the problem of scheduling jobs on parallel machines",
+    "Graph neural networks are a powerful tool for",
+    "Recent advances in reinforcement learning have shown that",
+    "We present a distributed algorithm for consensus in",
+]
+CSS = ".stats p { font-size: 0.85em; margin: 0; } footer { display: none !important; }"
+
+
+def _is_int(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and float(value).is_integer()
+    )
+
+
+def check_request(
+    prompt: object, max_new_tokens: object, temperature: object, top_k: object,
+    top_p: object, seed: object,
+) -> None:
+    """Refuse a request the demo cannot serve, naming every problem at once.
+
+    Raises:
+        gr.Error: listing each bad input.
+    """
+    problems = []
+    if not isinstance(prompt, str) or not prompt.strip():
+        problems.append("the prompt is empty: type the opening of an abstract")
+    elif len(prompt) > MAX_PROMPT_CHARS:
+        problems.append(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    if not _is_int(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        problems.append(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens!r}")
+    if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature < 0:
+        problems.append(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if not _is_int(top_k) or top_k < 0:
+        problems.append(f"top_k must be a whole number >= 0 (0 = off), got {top_k!r}")
+    if not isinstance(top_p, int | float) or not 0 < top_p <= 1:
+        problems.append(f"top_p must be in (0, 1] (1 = off), got {top_p!r}")
+    if not _is_int(seed) or seed < 0:
+        problems.append(f"seed must be a whole number >= 0, got {seed!r}")
+    if problems:
+        raise gr.Error("Cannot generate: " + "; ".join(problems) + ".")
+
+
+def stream_rows(engine: Engine, prompt: str, params: Sequence[SamplingParams], max_new_tokens: int):
+    """engine.stream with the demo's rules: engine errors as gr.Error, a time cap per request.
+
+    Raises:
+        gr.Error: when the engine refuses the settings (e.g. min-p outside [0, 1]).
+    """
+    deadline = time.monotonic() + REQUEST_TIME_LIMIT_S
+    try:
+        for update in engine.stream(prompt, params, int(max_new_tokens)):
+            if update.prompt_truncated:
+                gr.Warning(f"The prompt was cut: its first {update.prompt_truncated} tokens do not fit the context.")
+            yield update
+            if time.monotonic() > deadline:
+                gr.Warning(f"Stopped at the {REQUEST_TIME_LIMIT_S:.0f} s limit per request.")
+                return
+    except ValueError as err:
+        raise gr.Error(f"Cannot generate: {err}") from err
+
+
+def strategies(temperature: float, top_k: int, top_p: float, seed: int, *, min_p: float = 0.0,
+               repetition_penalty: float = 1.0, top_temperature: float | None = None) -> list[SamplingParams]:
+    """The three columns: greedy, plain sampling at `temperature`, and temperature + top-k + top-p.
+
+    `top_temperature` gives the third column its own temperature (the UI has one per column).
+    """
+    shared = {"min_p": float(min_p), "repetition_penalty": float(repetition_penalty), "seed": int(seed)}
+    t_top = temperature if top_temperature is None else top_temperature
+    return [
+        SamplingParams(temperature=0.0, **shared),
+        SamplingParams(temperature=float(temperature), **shared),
+        SamplingParams(temperature=float(t_top), top_k=int(top_k), top_p=float(top_p), **shared),
+    ]
+
+
+def generate(engine: Engine, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
+             top_p: float, seed: int) -> Iterator[tuple[str, str, str]]:
+    """API `/generate`: the three continuations (greedy, sampling, top_k_top_p), growing."""
+    check_request(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+    for update in stream_rows(engine, prompt, strategies(temperature, top_k, top_p, seed), max_new_tokens):
+        yield tuple(row.text for row in update.rows)
+
+
+def one_row(engine: Engine, params: SamplingParams, prompt: str, max_new_tokens: int) -> Iterator[str]:
+    for update in stream_rows(engine, prompt, [params], max_new_tokens):
+        yield update.rows[0].text
+
+
+def greedy(engine: Engine, prompt: str, max_new_tokens: int) -> Iterator[str]:
+    """API `/greedy`: the most likely token at every step."""
+    check_request(prompt, max_new_tokens, 0.0, 0, 1.0, 0)
+    yield from one_row(engine, SamplingParams(temperature=0.0), prompt, max_new_tokens)
+
+
+def sample(engine: Engine, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> Iterator[str]:
+    """API `/sample`: sampling from the whole distribution at `temperature`."""
+    check_request(prompt, max_new_tokens, temperature, 0, 1.0, seed)
+    yield from one_row(engine, strategies(temperature, 0, 1.0, seed)[1], prompt, max_new_tokens)
+
+
+def top_k_top_p(engine: Engine, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
+                top_p: float, seed: int) -> Iterator[str]:
+    """API `/top_k_top_p`: sampling at `temperature` from the top-k tokens within top-p mass."""
+    check_request(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+    yield from one_row(engine, strategies(temperature, top_k, top_p, seed)[2], prompt, max_new_tokens)
+
+
+def stats_line(row) -> str:
+    """One line under a column: new tokens, time to first token, tokens/s, why it stopped."""
+    s = row.stats
+    why = {"eos": " · ended (EOS)", "length": " · max tokens"}.get(row.finish_reason or "", "")
+    return f"**{s.new_tokens}** new tokens · TTFT **{s.ttft_s * 1000:.0f} ms** · **{s.tokens_per_s:.1f}** tok/s{why}"
+
+
+def generate_view(engine: Engine, prompt: str, max_new_tokens: int, seed: int, t_sample: float,
+                  t_top: float, top_k: int, top_p: float, min_p: float,
+                  repetition_penalty: float) -> Iterator[list]:
+    """The browser's view of one click: per column its text, stats and tokens shaded by probability."""
+    check_request(prompt, max_new_tokens, min(t_sample, t_top), top_k, top_p, seed)
+    params = strategies(t_sample, top_k, top_p, seed, min_p=min_p,
+                        repetition_penalty=repetition_penalty, top_temperature=t_top)
+    last, rows = 0.0, None
+    for update in stream_rows(engine, prompt, params, max_new_tokens):
+        rows = update.rows
+        if time.monotonic() - last >= UI_REFRESH_S:
+            last = time.monotonic()
+            yield view(rows)
+            rows = None
+    if rows is not None:  # the last state, if the refresh limit skipped it
+        yield view(rows)
+
+
+def view(rows) -> list:
+    """Texts, stats lines and (piece, probability) lists, in the order of the UI's outputs."""
+    return ([r.text for r in rows] + [stats_line(r) for r in rows]
+            + [[(piece, round(prob, 3)) for piece, prob in r.pieces] for r in rows])
+
+
+def model_panel(info: dict) -> str:
+    """The model panel's Markdown table, from `engine.info`."""
+    params = info.get("parameters", 0)
+    rows = [("model", f"`{info.get('model')}`"), ("ONNX file", f"`{info.get('onnx_file')}`"),
+            ("precision", info.get("precision")), ("provider", info.get("provider")),
+            ("parameters", f"{params / 1e6:.1f} M"), ("context", f"{info.get('context')} tokens"),
+            ("layers", info.get("layers")), ("vocabulary", info.get("vocab_size"))]
+    return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _column(title: str, note: str) -> tuple[gr.Textbox, gr.Markdown, gr.HighlightedText]:
+    gr.Markdown(f"### {title}\n{note}")
+    text = gr.Textbox(label="continuation", lines=8, max_lines=20, interactive=False, buttons=["copy"])
+    stats = gr.Markdown("&nbsp;", elem_classes="stats")
+    shaded = gr.HighlightedText(label="tokens shaded by the model's probability", show_legend=False,
+                                show_inline_category=False, combine_adjacent=False)
+    return text, stats, shaded
+
+
+def build_demo(engine: Engine) -> gr.Blocks:
+    """The Blocks app around one loaded engine (shared, read-only, by every request)."""
+    with gr.Blocks(title="GPT-Neo decoding side by side", analytics_enabled=False) as demo:
+        gr.Markdown("# Greedy vs sampling vs top-k/top-p\nOne prompt, three decoding strategies, "
+                    "one batched pass of the model: see how the choice of the next token changes the text.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                prompt = gr.Textbox(label="prompt: the opening of an abstract", lines=3, value=EXAMPLES[0])
+                gr.Examples(EXAMPLES, inputs=prompt, label="examples")
+            with gr.Column(scale=1, min_width=240):
+                max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="max new tokens")
+                seed = gr.Number(0, precision=0, minimum=0, label="seed (sampling columns)")
+                with gr.Row():
+                    go = gr.Button("Generate", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+                    clear = gr.ClearButton(value="Clear")
+        with gr.Accordion("advanced: min-p and repetition penalty (all columns)", open=False), gr.Row():
+                min_p = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="min-p (0 = off)")
+                penalty = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label="repetition penalty (1 = off)")
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=280):
+                g_out = _column("Greedy", "always the most likely token")
+            with gr.Column(min_width=280):
+                s_out = _column("Sampling", "a draw from the whole distribution")
+                t_sample = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature")
+            with gr.Column(min_width=280):
+                k_out = _column("Top-k / Top-p", "a draw from the k most likely tokens within mass p")
+                t_top = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature")
+                top_k = gr.Slider(0, 200, value=40, step=1, label="top-k (0 = off)")
+                top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label="top-p (1 = off)")
+        with gr.Accordion("model", open=True):
+            gr.Markdown(model_panel(engine.info))
+        outs = [o[i] for i in range(3) for o in (g_out, s_out, k_out)]
+        event = go.click(partial(generate_view, engine),
+                         [prompt, max_new, seed, t_sample, t_top, top_k, top_p, min_p, penalty], outs,
+                         api_name="generate_view", api_visibility="private")
+        prompt.submit(partial(generate_view, engine),
+                      [prompt, max_new, seed, t_sample, t_top, top_k, top_p, min_p, penalty], outs,
+                      api_name="generate_view_submit", api_visibility="private")
+        stop.click(None, cancels=[event], api_name="stop", api_visibility="private")
+        clear.add([prompt, *outs])
+        _api_endpoints(engine)
+    return demo
+
+
+def _api_endpoints(engine: Engine) -> None:
+    """The gradio_client endpoints, on hidden components of their own (inputs in the README's order)."""
+    with gr.Group(visible=False):
+        trigger = gr.Button()
+        prompt, max_new = gr.Textbox(label="prompt"), gr.Number(64, label="max_new_tokens")
+        temperature, top_k = gr.Number(0.8, label="temperature"), gr.Number(40, label="top_k")
+        top_p, seed = gr.Number(0.9, label="top_p"), gr.Number(0, label="seed")
+        texts = [gr.Textbox(label=name) for name in ("greedy", "sampling", "top_k_top_p")]
+    for fn, inputs, outputs in [
+        (generate, [prompt, max_new, temperature, top_k, top_p, seed], texts),
+        (greedy, [prompt, max_new], texts[0]),
+        (sample, [prompt, max_new, temperature, seed], texts[1]),
+        (top_k_top_p, [prompt, max_new, temperature, top_k, top_p, seed], texts[2]),
+    ]:
+        trigger.click(partial(fn, engine), inputs, outputs, api_name=fn.__name__,
+                      api_description=fn.__doc__, show_progress="hidden")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve the side-by-side decoding demo.")
+    parser.add_argument("--model", default=MODEL_ID,
+                        help="an export directory or Hub id (default: $MODEL_ID, else the bundled demo_model/)")
+    parser.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1, or $GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: 7860, or $GRADIO_SERVER_PORT)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load the model, then serve until interrupted. Returns 2 when the model cannot be loaded."""
+    args = parse_args(argv)
+    if args.model == str(HERE / "demo_model") and not (HERE / "demo_model" / "tokenizer.json").is_file():
+        print(f"app.py: the bundled demo model is missing from {HERE / 'demo_model'}; "
+              "pass --model PATH_OR_HUB_ID or set MODEL_ID", file=sys.stderr)
+        return 2
+    try:
+        engine = Engine.load(args.model, precision=PRECISION, provider=PROVIDER)
+    except (OSError, ValueError) as err:
+        print(f"app.py: cannot load the model {args.model!r}: {err}", file=sys.stderr)
+        return 2
+    print(f"app.py: serving {engine.info}", flush=True)
+    demo = build_demo(engine)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                theme=gr.themes.Soft(), css=CSS, footer_links=["api"])
+    return 0
+
 
 if __name__ == "__main__":
-    raise SystemExit("app.py is a placeholder until the app issue lands.")
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""A real demo server on 127.0.0.1, started as `python app.py` in a subprocess.
+
+The model is the bundled `demo_model/` when it is there, else the tiny fixture model's ONNX
+export, so these tests pass before and after the demo model is committed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+DEMO_MODEL = REPO_ROOT / "demo_model"
+
+
+@dataclass
+class Server:
+    url: str
+    model: Path
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_model_ready() -> bool:
+    return (DEMO_MODEL / "tokenizer.json").is_file() and any(DEMO_MODEL.glob("*.onnx"))
+
+
+@pytest.fixture(scope="session")
+def app_model_dir(request) -> Path:
+    """The bundled demo model, or the tiny fixture model's ONNX export while it is absent."""
+    if demo_model_ready():
+        return DEMO_MODEL
+    return request.getfixturevalue("tiny_onnx_dir")
+
+
+def start_server(model: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """Run `python app.py` on a free port and wait until it answers.
+
+    Returns:
+        (the process, its URL).
+    """
+    port = free_port()
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **env}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "app.py"), "--model", str(model),
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"app.py did not answer within 180 s:\n{log.read_text()}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(app_model_dir, tmp_path_factory) -> Iterator[Server]:
+    """One demo server for the whole session (handlers keep no per-user state)."""
+    log = tmp_path_factory.mktemp("app_server") / "server.log"
+    proc, url = start_server(app_model_dir, log)
+    yield Server(url=url, model=app_model_dir, log=log)
+    stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def engine(app_model_dir):
+    """The same model loaded in the test process: the reference the server must agree with."""
+    from generation import Engine
+
+    return Engine.load(app_model_dir)
+
+
+@pytest.fixture
+def client(server):
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False)
