@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,6 +27,16 @@ class Abstract:
 
     text: str
     mid: str | None = None
+
+    @cached_property
+    def key(self) -> str:
+        """The normalized text (the dedupe and split key), computed once."""
+        return normalize(self.text)
+
+    @cached_property
+    def fraction(self) -> float:
+        """`hash_fraction` of the text, computed once."""
+        return _fraction_of_key(self.key)
 
 
 def _mid(value) -> str | None:
@@ -147,7 +158,7 @@ def dedupe(abstracts: Iterable[Abstract]) -> tuple[list[Abstract], dict]:
     mids, texts = set(), set()
     kept, counts = [], {"duplicate_mid": 0, "duplicate_text": 0}
     for ab in abstracts:
-        key = normalize(ab.text)
+        key = ab.key
         if ab.mid is not None and ab.mid in mids:
             counts["duplicate_mid"] += 1
         elif key in texts:
@@ -162,7 +173,11 @@ def dedupe(abstracts: Iterable[Abstract]) -> tuple[list[Abstract], dict]:
 
 def hash_fraction(text: str) -> float:
     """A deterministic number in [0, 1) from the normalized text."""
-    digest = hashlib.sha256(normalize(text).encode("utf-8")).digest()
+    return _fraction_of_key(normalize(text))
+
+
+def _fraction_of_key(key: str) -> float:
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -180,7 +195,7 @@ def split_by_hash(abstracts: Iterable[Abstract], val_fraction: float,
     """
     splits: dict[str, list[Abstract]] = {name: [] for name in SPLITS}
     for ab in abstracts:
-        h = hash_fraction(ab.text)
+        h = ab.fraction
         name = "test" if h < test_fraction else (
             "validation" if h < test_fraction + val_fraction else "train")
         splits[name].append(ab)
@@ -204,9 +219,9 @@ def remove_overlap(splits: Mapping[str, Sequence[Abstract]]) -> tuple[dict, dict
     held_texts: set[str] = set()
     for name, held_out in (("validation", "test"), ("train", "validation")):
         held_mids.update(ab.mid for ab in out[held_out] if ab.mid is not None)
-        held_texts.update(normalize(ab.text) for ab in out[held_out])
+        held_texts.update(ab.key for ab in out[held_out])
         out[name] = [ab for ab in splits[name]
-                     if ab.mid not in held_mids and normalize(ab.text) not in held_texts]
+                     if ab.mid not in held_mids and ab.key not in held_texts]
         dropped[name] = len(splits[name]) - len(out[name])
     return {name: out[name] for name in SPLITS}, dropped
 
@@ -215,7 +230,7 @@ def take(abstracts: Sequence[Abstract], limit: int | None) -> list[Abstract]:
     """At most `limit` abstracts, chosen by text hash (a stable, unbiased sample), in order."""
     if limit is None or limit >= len(abstracts):
         return list(abstracts)
-    chosen = set(sorted(range(len(abstracts)), key=lambda i: hash_fraction(abstracts[i].text))[:limit])
+    chosen = set(sorted(range(len(abstracts)), key=lambda i: abstracts[i].fraction)[:limit])
     return [ab for i, ab in enumerate(abstracts) if i in chosen]
 
 

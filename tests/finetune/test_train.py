@@ -1,0 +1,143 @@
+"""Training a tiny GPT-Neo end to end, the output directory, and --resume."""
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from finetune.cli import main, parse_args, run
+from tests.finetune.conftest import train_argv
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_tokenizer_dir):
+    """One 30-step run on fixture release files (shared by the checks on its output)."""
+    from tests.finetune.conftest import TINY_SCRATCH, write_release
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_release(root / "release")
+    scratch = root / "tiny.json"
+    scratch.write_text(json.dumps(TINY_SCRATCH))
+    out = root / "out"
+    code = main(train_argv(data, out, tiny_tokenizer_dir, scratch, root / "cache",
+                           "--max-steps", "30", "--eval-steps", "10"))
+    assert code == 0
+    return out
+
+
+def test_eval_loss_falls_and_metrics_are_written(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert metrics["after"][f"{split}_perplexity"] < 0.8 * metrics["before"][f"{split}_perplexity"]
+        assert metrics["after"][f"{split}_perplexity"] == pytest.approx(
+            math.exp(metrics["after"][f"{split}_loss"]), rel=1e-3)
+    history = json.loads((trained / "trainer_state.json").read_text())["log_history"]
+    evals = [e["eval_loss"] for e in history if "eval_loss" in e]
+    assert evals[-1] < evals[0]
+    assert metrics["train_steps"] == 30
+    assert metrics["tokens_seen"] == 30 * 4 * 32
+    assert metrics["tokens_per_s"] > 0 and metrics["hardware"]["precision"] == "fp32"
+    logged = [e for e in history if "loss" in e]
+    assert all("tokens_per_s" in e and "tflops" in e for e in logged)
+    assert metrics["data"]["abstracts"] == {"train": 120, "validation": 24, "test": 24}
+
+
+def test_output_dir_is_a_loadable_model_that_generates(trained):
+    names = {p.name for p in trained.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+            "metrics.json", "loss.png", "README.md", "finetune_config.json", "runs"} <= names
+    config = json.loads((trained / "config.json").read_text())
+    assert config["use_cache"] is True and config["window_size"] == 8
+    assert config["attention_layers"] == ["global", "local"]
+    assert (trained / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((trained / "runs").rglob("events.out.tfevents.*"))
+    model = AutoModelForCausalLM.from_pretrained(trained)
+    tok = AutoTokenizer.from_pretrained(trained)
+    assert config["vocab_size"] == len(tok)
+    ids = tok("We propose a new method for", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+    assert isinstance(tok.decode(out[0]), str)
+
+
+def test_model_card_has_hub_metadata_and_usage(trained):
+    text = (trained / "README.md").read_text()
+    front = yaml.safe_load(text.split("---")[1])
+    assert front["pipeline_tag"] == "text-generation"
+    assert front["datasets"] == ["yaolu/multi_x_science_sum"]
+    assert front["license"] == "mit" and "base_model" not in front  # trained from scratch
+    metric = front["model-index"][0]["results"][1]["metrics"][0]
+    after = json.loads((trained / "metrics.json").read_text())["after"]
+    assert metric == {"type": "perplexity", "value": after["test_perplexity"],
+                      "name": "Test perplexity"}
+    for snippet in ("AutoModelForCausalLM.from_pretrained(", 'pipeline("text-generation"',
+                    'ORTModelForCausalLM.from_pretrained(', 'subfolder="onnx"', "python app.py"):
+        assert snippet in text
+
+
+class StopAt(TrainerCallback):
+    """Ends training right after step k (its checkpoint is saved in the same step)."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.k:
+            control.should_training_stop = True
+
+
+class Record(TrainerCallback):
+    def __init__(self):
+        self.first_step = None
+        self.lrs = {}
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.first_step is None:
+            self.first_step = state.global_step
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs[state.global_step] = optimizer.param_groups[0]["lr"]
+
+
+def test_resume_continues_from_the_last_checkpoint(release_dir, tmp_path, tiny_tokenizer_dir,
+                                                   scratch_json):
+    from transformers import get_cosine_schedule_with_warmup
+
+    out = tmp_path / "out"
+    argv = train_argv(release_dir, out, tiny_tokenizer_dir, scratch_json, tmp_path / "cache",
+                      "--max-steps", "20", "--eval-steps", "5", "--warmup-ratio", "0.2")
+    run(parse_args(argv), log=lambda _: None, callbacks=[StopAt(10)])
+    assert (out / "checkpoint-10").is_dir() and not (out / "checkpoint-15").exists()
+    assert main(argv) == 2  # a fresh run into a dir with checkpoints is refused
+
+    record = Record()
+    run(parse_args([*argv, "--resume"]), log=lambda _: None, callbacks=[record])
+    assert record.first_step == 10
+    assert sorted(record.lrs) == list(range(11, 21))
+    state = json.loads((out / "checkpoint-20" / "trainer_state.json").read_text())
+    assert state["global_step"] == 20
+    # The schedule continues: the LR after each resumed step is the cosine schedule's value
+    # for the whole 20-step run (warmup 4 steps), from transformers' own scheduler.
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=4, num_training_steps=20)
+    reference = {}
+    for step in range(1, 21):
+        opt.step()
+        sched.step()
+        reference[step] = sched.get_last_lr()[0]
+    for step, lr in record.lrs.items():
+        assert lr == pytest.approx(reference[step], rel=1e-6)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_steps"] == 20 and metrics["tokens_seen"] == 20 * 4 * 32
+    assert metrics["before"] == json.loads((out / "baseline_metrics.json").read_text())
+
+
+def test_resume_without_checkpoint_exits_2(tmp_path, capsys, release_dir, tiny_tokenizer_dir,
+                                           scratch_json):
+    argv = train_argv(release_dir, tmp_path / "none", tiny_tokenizer_dir, scratch_json,
+                      tmp_path / "cache", "--resume")
+    assert main(argv) == 2
+    assert "no checkpoint-* directory" in capsys.readouterr().err
