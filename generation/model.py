@@ -77,7 +77,7 @@ def choose_onnx(files: list[str], precision: str | None) -> tuple[str, str]:
         if p in present:
             return folder + ONNX_FILES[p], p
     found = ", ".join(f"{p} ({folder}{ONNX_FILES[p]})" for p in present) or "none"
-    want = f"precision {precision} ({ONNX_FILES[precision]})" if precision else "an ONNX model"
+    want = f"{precision} model ({folder}{ONNX_FILES[precision]})" if precision else "ONNX model"
     raise ValueError(f"no {want} found; available: {found}")
 
 
@@ -113,8 +113,10 @@ def _download(repo_id: str, precision: str | None) -> ModelFiles:
         rel, chosen = choose_onnx(files, precision)
         folder = str(PurePosixPath(rel).parent)
         prefix = "" if folder == "." else folder + "/"
-        # The chosen ONNX file (and its external data), plus the small JSON files.
-        patterns = [rel, rel + "_data", rel + ".data", prefix + "*.json", "*.json"]
+        # The chosen ONNX file (and its external data) and the JSON files beside it; the
+        # repo root's only as a fallback for config/tokenizer (never the PyTorch weights).
+        patterns = [rel, rel + "_data", rel + ".data", prefix + "*.json",
+                    "config.json", "generation_config.json", "tokenizer.json"]
         root = Path(snapshot_download(repo_id, allow_patterns=patterns))
     except (HfHubHTTPError, OSError) as error:
         raise ValueError(f"could not fetch {repo_id!r} from the Hub: {error}") from error

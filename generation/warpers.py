@@ -88,19 +88,19 @@ def top_p_filter(logits: np.ndarray, top_p: float | Sequence[float]) -> np.ndarr
     out = logits.copy()
     for i, p in enumerate(ps):
         if p < 1:
-            probs = softmax(logits[i])
-            out[i, probs < _top_p_cutoff(probs, p)] = -np.inf
+            out[i, logits[i] < _top_p_cutoff(logits[i], p)] = -np.inf
     return out
 
 
-def _top_p_cutoff(probs: np.ndarray, top_p: float) -> float:
-    """The probability of the last kept token: tokens with at least this probability stay."""
-    vocab = probs.shape[-1]
+def _top_p_cutoff(row: np.ndarray, top_p: float) -> float:
+    """The logit of the last kept token: tokens with at least this logit stay."""
+    vocab = row.shape[-1]
+    top_logit = row.max()
+    total = np.exp(row - top_logit).sum()
     for n in (*(c for c in _TOP_P_CANDIDATES if c < vocab), vocab):
-        # The n largest probabilities, largest first; only these are sorted.
-        top = np.partition(probs, vocab - n)[vocab - n:] if n < vocab else probs
-        top = np.sort(top)[::-1]
-        cum = np.cumsum(top)
+        # The n largest logits, largest first; only these are sorted.
+        top = np.sort(np.partition(row, vocab - n)[vocab - n:] if n < vocab else row)[::-1]
+        cum = np.cumsum(np.exp(top - top_logit) / total)
         # First rank whose cumulative mass reaches top_p: every rank up to it has less than
         # top_p above it and is kept.
         r = int(np.searchsorted(cum, top_p, side="left"))

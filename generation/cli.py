@@ -1,0 +1,88 @@
+"""`python -m generation`: continue a prompt with a model directory or Hub repo, streaming."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+
+from .engine import Engine
+from .model import PRECISIONS
+from .params import SamplingParams
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    p = _Parser(prog="python -m generation",
+                description="Continue a prompt with an exported ONNX model (no torch needed).")
+    p.add_argument("--model", required=True,
+                   help="export directory, a directory/Hub repo with onnx/, or a Hub repo id")
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="most new tokens (default: generation_config.json's, else 64)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 = greedy; > 0 samples (default: from generation_config.json)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0 = off)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus probability mass (1 = off)")
+    p.add_argument("--min-p", type=float, default=None,
+                   help="drop tokens below min_p × the top probability (0 = off)")
+    p.add_argument("--repetition-penalty", type=float, default=None,
+                   help="> 1 discourages repeating tokens (1 = off)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (same seed → same text)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="which ONNX file (default: int8 when present, else fp32)")
+    p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="execution provider (auto: CUDA only where a GPU really works)")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object {"text", "token_ids", "stats"} instead of streaming')
+    return p
+
+
+def resolve_params(args: argparse.Namespace, defaults: SamplingParams) -> SamplingParams:
+    """The model's defaults overridden by whatever was given on the command line."""
+    given = {k: getattr(args, k) for k in
+             ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed")
+             if getattr(args, k) is not None}
+    return replace(defaults, **given)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI.
+
+    Returns:
+        0 on success, 2 on a user error (bad option, missing model).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        engine = Engine.load(args.model, precision=args.precision,
+                             provider=None if args.provider == "auto" else args.provider)
+        params = resolve_params(args, engine.default_params)
+        max_new = (engine.default_max_new_tokens if args.max_new_tokens is None
+                   else args.max_new_tokens)
+        updates = engine.stream(args.prompt, [params], max_new)
+    except ValueError as error:
+        print(f"{parser.prog}: error: {'; '.join(str(error).splitlines())}", file=sys.stderr)
+        return 2
+    print(f"[generation] {engine.info['onnx_file']} ({engine.info['precision']}, "
+          f"{engine.info['provider']}) {params} max_new_tokens={max_new}", file=sys.stderr)
+    update = None
+    for update in updates:
+        if not args.json and update.deltas[0]:
+            sys.stdout.write(update.deltas[0])
+            sys.stdout.flush()
+    row = update.rows[0]
+    if args.json:
+        stats = {**asdict(row.stats), "finish_reason": row.finish_reason,
+                 "prompt_truncated": update.prompt_truncated}
+        print(json.dumps({"text": row.text, "token_ids": row.token_ids, "stats": stats},
+                         ensure_ascii=False))
+    else:
+        sys.stdout.write("\n")
+    return 0

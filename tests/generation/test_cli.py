@@ -1,0 +1,71 @@
+"""`python -m generation`: streaming, --json, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from generation import SamplingParams
+from generation.cli import main
+from tests.conftest import REPO_ROOT
+from tests.generation.conftest import PROMPTS
+
+
+def test_json_output_is_the_greedy_row(tiny_onnx_dir, engine, capsys):
+    assert main(["--model", str(tiny_onnx_dir), "--prompt", PROMPTS[3], "--max-new-tokens", "20",
+                 "--json", "--provider", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (row,) = engine.generate(PROMPTS[3], [SamplingParams()], 20)
+    assert out["text"] == row.text and out["token_ids"] == row.token_ids
+    assert out["stats"]["new_tokens"] == len(row.token_ids) == 20
+    assert out["stats"]["finish_reason"] == "length" and out["stats"]["prompt_tokens"] > 8
+
+
+def test_sampling_options_reach_the_engine(tiny_onnx_dir, engine, capsys):
+    args = ["--model", str(tiny_onnx_dir), "--prompt", PROMPTS[1], "--max-new-tokens", "24",
+            "--temperature", "0.9", "--top-k", "30", "--top-p", "0.95", "--min-p", "0.01",
+            "--repetition-penalty", "1.2", "--seed", "4", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    params = SamplingParams(temperature=0.9, top_k=30, top_p=0.95, min_p=0.01,
+                            repetition_penalty=1.2, seed=4)
+    assert out["token_ids"] == engine.generate(PROMPTS[1], [params], 24)[0].token_ids
+
+
+def test_streaming_prints_the_continuation(tiny_onnx_dir, engine):
+    # Default max_new_tokens follows generation_config.json (32 in the fixture).
+    result = subprocess.run(
+        [sys.executable, "-m", "generation", "--model", str(tiny_onnx_dir), "--prompt", PROMPTS[2]],
+        cwd=REPO_ROOT, capture_output=True, text=True, encoding="utf-8", timeout=120)
+    assert result.returncode == 0, result.stderr
+    (row,) = engine.generate(PROMPTS[2], [SamplingParams()], 32)
+    assert result.stdout == row.text + "\n"
+    assert "model.onnx" in result.stderr  # the resolved config is printed to stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--top-p", "1.5"], "top_p must be a number in (0, 1]"),
+    (["--temperature", "-1"], "temperature must be"),
+    (["--max-new-tokens", "0"], "max_new_tokens must be"),
+    (["--top-k", "many"], "argument --top-k: invalid int value"),
+    (["--precision", "int3"], "argument --precision: invalid choice"),
+    (["--precision", "int4"], "no int4 model"),
+])
+def test_bad_options_exit_2_with_one_line(tiny_onnx_dir, capsys, extra, message):
+    code = None
+    try:
+        code = main(["--model", str(tiny_onnx_dir), "--prompt", "Hi", *extra])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code == 2
+    assert message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and captured.out == ""
+
+
+def test_missing_model_exits_2(tmp_path, capsys):
+    assert main(["--model", str(tmp_path / "nothing" / "here"), "--prompt", "Hi"]) == 2
+    assert "neither a model directory nor a Hub repo id" in capsys.readouterr().err

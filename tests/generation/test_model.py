@@ -1,0 +1,133 @@
+"""Loading: directory layouts, precision choice, config, providers, the Hub, and no torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from generation import Engine, SamplingParams
+from generation.model import choose_onnx, default_params
+from generation.runner import cuda_device_count
+from tests.conftest import REPO_ROOT
+from tests.generation.conftest import PROMPTS
+from tests.generation.hub_fake import serve_repo
+
+# Run in a fresh interpreter where torch, transformers and optimum cannot be imported.
+NO_TORCH = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "optimum"):
+            raise ImportError("blocked in this test: " + name)
+sys.meta_path.insert(0, Block())
+from generation import Engine, SamplingParams
+engine = Engine.load(sys.argv[1], provider="cpu")
+(row,) = engine.generate(sys.argv[2], [SamplingParams()], 16)
+blocked = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
+print(json.dumps({"info": engine.info, "token_ids": row.token_ids, "loaded": blocked}))
+"""
+
+
+def run_without_torch(model: str, prompt: str, env: dict | None = None) -> dict:
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, model, prompt], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_choose_onnx():
+    files = ["model.onnx", "model_int8.onnx", "config.json"]
+    assert choose_onnx(files, None) == ("model_int8.onnx", "int8")
+    assert choose_onnx(files, "fp32") == ("model.onnx", "fp32")
+    assert choose_onnx(["onnx/model.onnx", "model.safetensors"], None) == ("onnx/model.onnx", "fp32")
+    assert choose_onnx(["onnx/model_int4.onnx"], None) == ("onnx/model_int4.onnx", "int4")
+    with pytest.raises(ValueError, match=r"no int4 model \(model_int4.onnx\) found; available: int8 \(model_int8.onnx\)"):
+        choose_onnx(["model_int8.onnx"], "int4")
+    with pytest.raises(ValueError, match="precision must be one of fp32, int8, int4"):
+        choose_onnx(files, "int3")
+    with pytest.raises(ValueError, match="no ONNX model found; available: none"):
+        choose_onnx(["config.json"], None)
+
+
+def test_info_matches_the_checkpoint(engine, hf_model):
+    info = engine.info
+    assert info["provider"] == "cpu" and info["precision"] == "fp32"
+    assert info["parameters"] == hf_model.num_parameters()
+    assert (info["layers"], info["context"], info["vocab_size"]) == (2, 256, hf_model.config.vocab_size)
+    assert engine.context_size == 256
+    assert engine.default_params == SamplingParams()  # the fixture's generation config is greedy
+    assert engine.default_max_new_tokens == 32
+
+
+def test_default_params_follow_generation_config():
+    assert default_params({}) == SamplingParams()
+    assert default_params({"do_sample": True, "temperature": 0.7}) == SamplingParams(
+        temperature=0.7, top_k=50)  # transformers' default top_k when sampling
+    assert default_params({"do_sample": True, "top_k": 0, "top_p": 0.9, "repetition_penalty": 1.2}) \
+        == SamplingParams(temperature=1.0, top_p=0.9, repetition_penalty=1.2)
+
+
+def test_onnx_subfolder_layout_loads(tmp_path, tiny_model_dir, tiny_onnx_dir, engine):
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_model_dir, repo)
+    shutil.copytree(tiny_onnx_dir, repo / "onnx")
+    loaded = Engine.load(repo, provider="cpu")
+    assert loaded.info["onnx_file"] == str(repo / "onnx" / "model.onnx")
+    ours = loaded.generate(PROMPTS[1], [SamplingParams()], 12)[0].token_ids
+    assert ours == engine.generate(PROMPTS[1], [SamplingParams()], 12)[0].token_ids
+
+
+def test_missing_files_are_clear_errors(tmp_path, tiny_onnx_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_onnx_dir, broken)
+    (broken / "tokenizer.json").unlink()
+    with pytest.raises(ValueError, match="tokenizer.json is missing"):
+        Engine.load(broken)
+    with pytest.raises(ValueError, match="neither a model directory nor a Hub repo id"):
+        Engine.load(tmp_path / "absent" / "dir")
+    with pytest.raises(ValueError, match="no ONNX model found"):
+        Engine.load(tmp_path)
+    with pytest.raises(ValueError, match="provider must be"):
+        Engine.load(tiny_onnx_dir, provider="tpu")
+
+
+def test_auto_provider_falls_back_to_cpu_quietly(tiny_onnx_dir, capfd):
+    if cuda_device_count():
+        pytest.skip("a GPU is present: auto picks CUDA here")
+    assert Engine.load(tiny_onnx_dir).info["provider"] == "cpu"
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ValueError, match="no usable CUDA GPU"):
+        Engine.load(tiny_onnx_dir, provider="cuda")
+
+
+def test_runs_without_torch_transformers_optimum(tiny_onnx_dir, engine):
+    out = run_without_torch(str(tiny_onnx_dir), PROMPTS[3])
+    assert out["loaded"] == []
+    assert out["token_ids"] == engine.generate(PROMPTS[3], [SamplingParams()], 16)[0].token_ids
+
+
+def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8_onnx_dir, engine):
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_model_dir, repo)  # PyTorch weights at the root, ONNX in onnx/
+    shutil.copytree(int8_onnx_dir, repo / "onnx")
+    server, requested = serve_repo("someone/tiny-neo", repo)
+    try:
+        env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+               "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        out = run_without_torch("someone/tiny-neo", PROMPTS[0], env)
+    finally:
+        server.shutdown()
+    assert out["info"]["precision"] == "int8"
+    assert out["info"]["onnx_file"].endswith("onnx/model_int8.onnx")
+    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for p in requested if "/resolve/" in p}
+    assert "onnx/model_int8.onnx" in fetched and "onnx/tokenizer.json" in fetched
+    assert not {"onnx/model.onnx", "model.safetensors"} & fetched
+    int8 = Engine.load(int8_onnx_dir, provider="cpu")
+    assert out["token_ids"] == int8.generate(PROMPTS[0], [SamplingParams()], 16)[0].token_ids
