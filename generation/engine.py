@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -127,14 +128,30 @@ class Engine:
             ValueError: (at once, before any work) an empty prompt, no params, bad params or a
                 bad max_new_tokens, listing every problem.
         """
-        params = list(params) if isinstance(params, (list, tuple)) else params
-        ids = self._validate(prompt, params, max_new_tokens)
+        issues = [] if isinstance(prompt, str) and prompt.strip() else [
+            "prompt must be a non-empty string"]
+        ids = self.encode(prompt) if not issues else []
+        if not issues and not ids:
+            issues.append("prompt produced no tokens")
+        params = self._check(issues, params, max_new_tokens)
         return self._decode(ids, params, max_new_tokens, time.perf_counter())
 
-    def _validate(self, prompt, params, max_new_tokens) -> list[int]:
-        issues = []
-        if not isinstance(prompt, str) or not prompt.strip():
-            issues.append("prompt must be a non-empty string")
+    def stream_tokens(self, token_ids: Sequence[int], params: Sequence[SamplingParams],
+                      max_new_tokens: int = 64) -> Iterator[StepUpdate]:
+        """`stream` for a prompt given as token ids (what benchmarks and tests feed).
+
+        Raises:
+            ValueError: empty or out-of-vocabulary ids, or any problem `stream` reports.
+        """
+        ids = [int(t) for t in token_ids] if _all_ints(token_ids) else []
+        issues = [] if ids and min(ids) >= 0 and max(ids) < self._config.vocab_size else [
+            f"token_ids must be a non-empty list of ids in [0, {self._config.vocab_size})"]
+        params = self._check(issues, params, max_new_tokens)
+        return self._decode(ids, params, max_new_tokens, time.perf_counter())
+
+    def _check(self, issues: list[str], params, max_new_tokens) -> list[SamplingParams]:
+        """Add the problems of params and max_new_tokens to `issues`; raise if there are any."""
+        params = list(params) if isinstance(params, (list, tuple)) else params
         if not isinstance(params, list) or not params:
             issues.append("params must be a non-empty list of SamplingParams (one per row)")
         else:
@@ -147,12 +164,9 @@ class Engine:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
                 or not 1 <= max_new_tokens <= limit:
             issues.append(f"max_new_tokens must be an integer in [1, {limit}], got {max_new_tokens!r}")
-        ids = self.encode(prompt) if isinstance(prompt, str) and prompt.strip() else []
-        if isinstance(prompt, str) and prompt.strip() and not ids:
-            issues.append("prompt produced no tokens")
         if issues:
             raise ValueError("\n".join(issues))
-        return ids
+        return params
 
     def _decode(self, ids: list[int], params: list[SamplingParams], max_new_tokens: int,
                 start: float) -> Iterator[StepUpdate]:
@@ -213,6 +227,13 @@ class Engine:
                 active = [active[j] for j in still]
                 tokens = tokens[still]
             logits = self._runner.step(tokens, cache)
+
+
+def _all_ints(values) -> bool:
+    try:
+        return len(values) > 0 and all(isinstance(v, numbers.Integral) for v in values)
+    except TypeError:
+        return False
 
 
 def _update_stats(stats: RowStats, now: float) -> None:

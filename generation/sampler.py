@@ -14,6 +14,7 @@ from .params import SamplingParams
 from .warpers import (
     apply_repetition_penalty,
     apply_temperature,
+    first_crossing,
     min_p_filter,
     top_k_filter,
     top_p_filter,
@@ -62,14 +63,13 @@ def sample(logits: np.ndarray, rng: np.random.Generator) -> int:
         # A temperature so small that the best logits overflowed: they share all the mass.
         candidates = np.flatnonzero(logits == np.inf)
         return int(candidates[int(rng.random() * len(candidates))])
-    candidates = np.flatnonzero(logits > -np.inf)
-    # Cumulative weights of the kept tokens only: filtered rows stay cheap.
-    cum = np.cumsum(np.exp((logits[candidates] - top).astype(np.float64)))
-    j = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-    if j >= len(cum):
-        # u * total rounded up to the total: take the last token with non-zero weight.
-        j = int(np.searchsorted(cum, cum[-1], side="left"))
-    return int(candidates[j])
+    weights = np.exp(logits - top)  # filtered tokens: exp(-inf) = 0
+    u = rng.random() * weights.sum(dtype=np.float64)
+    j = min(first_crossing(weights, u, side="right"), len(weights) - 1)
+    if weights[j] == 0:
+        # Rounding pushed u onto the total: take the last token with weight at or before j.
+        j = int(np.flatnonzero(weights[: j + 1])[-1])
+    return j
 
 
 def select_next(

@@ -9,7 +9,8 @@ documented difference: where several tokens tie exactly at a cut-off, all of the
 (transformers' choice among ties depends on its sort order).
 
 None of them sorts the full vocabulary on the common path: top-k uses a partition, top-p
-sorts a small candidate set and widens it only when the candidates do not reach top_p.
+sorts a small candidate set and widens it only when the candidates do not reach top_p (a
+flat distribution does need the full sort), min-p is a threshold on the logits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import numpy as np
 
 # Candidate-set sizes tried by top-p before it sorts the whole vocabulary.
 _TOP_P_CANDIDATES = (64, 1024)
+# Block length of the two-level running sum in `first_crossing`.
+_BLOCK = 256
+# Index 0 (dropped) → -inf, index 1 (kept) → 0.
+_ADD_IF_KEPT = np.array([-np.inf, 0.0], dtype=np.float32)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -61,14 +66,11 @@ def top_k_filter(logits: np.ndarray, top_k: int | Sequence[int]) -> np.ndarray:
     Returns:
         The filtered logits.
     """
-    ks = _per_row(top_k, logits, int)
-    out = logits.copy()
     vocab = logits.shape[-1]
-    for i, k in enumerate(ks):
-        if 0 < k < vocab:
-            kth = np.partition(logits[i], vocab - k)[vocab - k]
-            out[i, logits[i] < kth] = -np.inf
-    return out
+    ks = _per_row(top_k, logits, int)
+    # The k-th largest value, found by a partition (O(vocab)), not a sort.
+    return _keep_at_least(logits, [np.partition(row, vocab - k)[vocab - k] if 0 < k < vocab
+                                   else -np.inf for row, k in zip(logits, ks, strict=True)])
 
 
 def top_p_filter(logits: np.ndarray, top_p: float | Sequence[float]) -> np.ndarray:
@@ -85,33 +87,40 @@ def top_p_filter(logits: np.ndarray, top_p: float | Sequence[float]) -> np.ndarr
         The filtered logits.
     """
     ps = _per_row(top_p, logits, float)
-    out = logits.copy()
-    for i, p in enumerate(ps):
-        if p < 1:
-            out[i, logits[i] < _top_p_cutoff(logits[i], p)] = -np.inf
-    return out
+    return _keep_at_least(logits, [_top_p_cutoff(row, p) if p < 1 else -np.inf
+                                   for row, p in zip(logits, ps, strict=True)])
 
 
 def _top_p_cutoff(row: np.ndarray, top_p: float) -> float:
     """The logit of the last kept token: tokens with at least this logit stay."""
+    alive = row > -np.inf
+    if np.count_nonzero(alive) < row.shape[-1] // 2:
+        # Mostly filtered already (top-k ran first): work on the survivors only; a partition
+        # over thousands of tied -inf values is slow, and they hold no probability mass.
+        row = row[alive]
     vocab = row.shape[-1]
     top_logit = row.max()
-    total = np.exp(row - top_logit).sum()
-    for n in (*(c for c in _TOP_P_CANDIDATES if c < vocab), vocab):
-        # The n largest logits, largest first; only these are sorted.
-        top = np.sort(np.partition(row, vocab - n)[vocab - n:] if n < vocab else row)[::-1]
-        cum = np.cumsum(np.exp(top - top_logit) / total)
-        # First rank whose cumulative mass reaches top_p: every rank up to it has less than
-        # top_p above it and is kept.
-        r = int(np.searchsorted(cum, top_p, side="left"))
+    target = top_p * np.exp(row - top_logit).sum(dtype=np.float64)
+    for n in (c for c in _TOP_P_CANDIDATES if c < vocab):
+        # The n largest logits, largest first: only these are sorted.
+        top = np.sort(np.partition(row, vocab - n)[vocab - n:])[::-1]
+        weights = np.exp(top - top_logit)
+        # The first rank whose running mass reaches top_p is the last one kept: every rank up
+        # to it has less than top_p above it.
+        r = first_crossing(weights, target, side="left")
         if r < n:
             return float(top[r])
-    # Rounding left the total mass just under top_p: keep everything.
-    return float(top[-1])
+        if weights.sum(dtype=np.float64) < 0.5 * target:
+            break  # a flat distribution: widening would not reach top_p soon
+    top = np.sort(row)[::-1]
+    r = first_crossing(np.exp(top - top_logit), target, side="left")
+    return float(top[min(r, vocab - 1)])  # r == vocab only by rounding: keep everything
 
 
 def min_p_filter(logits: np.ndarray, min_p: float | Sequence[float]) -> np.ndarray:
     """Keep tokens whose probability is at least min_p times the most likely token's.
+
+    p_i >= min_p * p_max is the same as logit_i >= logit_max + log(min_p): no softmax needed.
 
     Args:
         logits: [rows, vocab].
@@ -121,12 +130,8 @@ def min_p_filter(logits: np.ndarray, min_p: float | Sequence[float]) -> np.ndarr
         The filtered logits.
     """
     ms = _per_row(min_p, logits, float)
-    out = logits.copy()
-    for i, m in enumerate(ms):
-        if m > 0:
-            probs = softmax(logits[i])
-            out[i, probs < m * probs.max()] = -np.inf
-    return out
+    return _keep_at_least(logits, [row.max() + np.log(m) if m > 0 else -np.inf
+                                   for row, m in zip(logits, ms, strict=True)])
 
 
 def apply_repetition_penalty(
@@ -149,10 +154,52 @@ def apply_repetition_penalty(
     out = logits.copy()
     for i, p in enumerate(ps):
         if p != 1:
-            x = logits[i]
-            penalized = np.where(x < 0, x * np.float32(p), x / np.float32(p)).astype(x.dtype)
-            out[i] = np.where(seen[i], penalized, x)
+            ids = np.flatnonzero(seen[i])
+            x = out[i, ids]
+            out[i, ids] = np.where(x < 0, x * np.float32(p), x / np.float32(p))
     return out
+
+
+def first_crossing(weights: np.ndarray, target: float, side: str = "left") -> int:
+    """The first index where the running sum of `weights` reaches `target`.
+
+    Same as `np.searchsorted(np.cumsum(weights), target, side)` (>= for "left", > for
+    "right"), but a long array is summed by blocks first and only one block is scanned: a
+    sequential cumsum over 50k floats costs more than the rest of a sampling step.
+
+    Args:
+        weights: 1-D non-negative weights.
+        target: the mass to reach.
+        side: "left" (reach) or "right" (exceed).
+
+    Returns:
+        The index, or len(weights) when the total stays below the target.
+    """
+    n = len(weights)
+    if n <= 4 * _BLOCK:
+        return int(np.searchsorted(np.cumsum(weights, dtype=np.float64), target, side))
+    full = n - n % _BLOCK
+    sums = weights[:full].reshape(-1, _BLOCK).sum(axis=1, dtype=np.float64)
+    if full < n:
+        sums = np.append(sums, weights[full:].sum(dtype=np.float64))
+    cum = np.cumsum(sums)
+    b = int(np.searchsorted(cum, target, side))
+    if b >= len(cum):
+        return n
+    before = cum[b - 1] if b else 0.0
+    block = weights[b * _BLOCK:(b + 1) * _BLOCK]
+    j = int(np.searchsorted(np.cumsum(block, dtype=np.float64), target - before, side))
+    return b * _BLOCK + min(j, len(block) - 1)  # j == len only by rounding at the block's end
+
+
+def _keep_at_least(logits: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """-inf wherever a logit is below its row's threshold (the row maximum always stays)."""
+    thr = np.asarray(thresholds, dtype=np.float64)
+    thr = np.minimum(thr, logits.max(axis=-1)).astype(logits.dtype)
+    keep = logits >= thr[:, None]
+    # Adding 0 or -inf picked by a lookup: np.where branches per element and costs ~5x more
+    # on the random keep patterns of a flat distribution.
+    return logits + np.take(_ADD_IF_KEPT, keep.view(np.uint8))
 
 
 def seen_mask(token_ids: Sequence[Sequence[int]], vocab_size: int) -> np.ndarray:

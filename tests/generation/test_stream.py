@@ -116,3 +116,14 @@ def test_every_problem_is_listed_at_once(engine):
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=2.0).validate()
     SamplingParams().validate()
+
+
+def test_stream_tokens_equals_stream_on_the_same_ids(engine):
+    ids = engine.encode(PROMPTS[3])
+    params = [SamplingParams(), SamplingParams(temperature=0.9, seed=2)]
+    by_text = engine.generate(PROMPTS[3], params, 16)
+    by_ids = list(engine.stream_tokens(ids, params, 16))[-1].rows
+    assert [r.token_ids for r in by_ids] == [r.token_ids for r in by_text]
+    for bad in ([], [engine.info["vocab_size"]], [-1], ["a"], None):
+        with pytest.raises(ValueError, match="token_ids must be"):
+            engine.stream_tokens(bad, params, 4)
