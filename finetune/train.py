@@ -77,12 +77,21 @@ def use_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def has_accelerator() -> bool:
+    """A CUDA, MPS or XPU device is there (else we train on CPU)."""
+    xpu = getattr(torch, "xpu", None)
+    return (torch.cuda.is_available() or torch.backends.mps.is_available()
+            or bool(xpu and xpu.is_available()))
+
+
 def training_arguments(cfg: FinetuneConfig) -> TrainingArguments:
     """The TrainingArguments for these options (this also sets up torch.distributed)."""
     cuda = torch.cuda.is_available()
     opts = cfg.to_dict()
     return TrainingArguments(
         output_dir=cfg.output_dir,
+        # Only with use_cpu does accelerate set up multi-process CPU (gloo) under torchrun.
+        use_cpu=not has_accelerator(),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=opts["eval_batch_size"],
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,

@@ -1,0 +1,65 @@
+"""The FLOPs/token formula against torch's FLOP counter, MFU peaks, and the Hub upload."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+from finetune.hub import push_to_hub
+from finetune.speed import flops_per_token, peak_flops
+
+
+def _neo(window):
+    return GPTNeoForCausalLM(GPTNeoConfig(
+        vocab_size=500, hidden_size=64, num_layers=2, num_heads=4, window_size=window,
+        attention_types=[[["global", "local"], 1]], max_position_embeddings=64,
+        intermediate_size=256))
+
+
+def test_flops_per_token_matches_torch_flop_counter():
+    # With window >= block the local layer does the same work as the global one, which is
+    # what transformers' implementation computes, so the formula must match the counter.
+    model = _neo(window=32)
+    x = torch.randint(0, 500, (2, 32))
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=x, labels=x).loss.backward()
+    assert flops_per_token(model, 32) * x.numel() == pytest.approx(counter.get_total_flops(), rel=0.03)
+
+
+def test_local_layers_count_only_their_window():
+    model = _neo(window=8)
+    full = flops_per_token(_neo(window=32), 32)
+    assert full - flops_per_token(model, 32) == pytest.approx(12 * 64 * (32 - 8))
+
+
+def test_peak_flops():
+    assert peak_flops("NVIDIA H100 80GB HBM3", True, None) == 989e12
+    assert peak_flops("NVIDIA H100 PCIe", True, None) == 756e12
+    assert peak_flops("NVIDIA A100-SXM4-40GB", False, None) is None  # fp32: no table
+    assert peak_flops(None, False, 2.5) == 2.5e12
+
+
+class FakeApi:
+    """Stands in for HfApi: the Hub cannot be reached from here."""
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return type("RepoUrl", (), {"repo_id": f"me/{repo_id.split('/')[-1]}"})()
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs))
+        return type("Commit", (), {"commit_url": "https://hub/commit/1"})()
+
+
+def test_push_uploads_the_folder_to_the_repo_root(tmp_path):
+    api = FakeApi()
+    url = push_to_hub(tmp_path, "me/neo", private=True, api=api)
+    assert url == "https://hub/commit/1"
+    (name, repo, kwargs), (_, upload) = api.calls
+    assert (name, repo) == ("create_repo", "me/neo")
+    assert kwargs == {"repo_type": "model", "private": True, "exist_ok": True}
+    assert upload["repo_id"] == "me/neo" and upload["path_in_repo"] == ""
+    assert upload["folder_path"] == str(tmp_path) and "checkpoint-*" in upload["ignore_patterns"]
