@@ -184,17 +184,18 @@ def model_panel(info: dict) -> str:
     params = info.get("parameters", 0)
     rows = [("model", f"`{info.get('model')}`"), ("ONNX file", f"`{info.get('onnx_file')}`"),
             ("precision", info.get("precision")), ("provider", info.get("provider")),
-            ("parameters", f"{params / 1e6:.1f} M"), ("context", f"{info.get('context')} tokens"),
+            ("parameters", f"{params:,}"), ("context", f"{info.get('context')} tokens"),
             ("layers", info.get("layers")), ("vocabulary", info.get("vocab_size"))]
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
-def _column(title: str, note: str) -> tuple[gr.Textbox, gr.Markdown, gr.HighlightedText]:
-    gr.Markdown(f"### {title}\n{note}")
-    text = gr.Textbox(label="continuation", lines=8, max_lines=20, interactive=False, buttons=["copy"])
-    stats = gr.Markdown("&nbsp;", elem_classes="stats")
-    shaded = gr.HighlightedText(label="tokens shaded by the model's probability", show_legend=False,
-                                show_inline_category=False, combine_adjacent=False)
+def _outputs(key: str, label: str) -> tuple[gr.Textbox, gr.Markdown, gr.HighlightedText]:
+    """One column's text, stats line and probability-shaded tokens (elem ids `KEY-text` etc.)."""
+    text = gr.Textbox(label=f"{label}: continuation", lines=8, max_lines=20, interactive=False,
+                      buttons=["copy"], elem_id=f"{key}-text")
+    stats = gr.Markdown("&nbsp;", elem_id=f"{key}-stats", elem_classes="stats")
+    shaded = gr.HighlightedText(label="tokens shaded by probability (darker = the model was surer)",
+                                show_legend=False, show_inline_category=False, elem_id=f"{key}-shaded")
     return text, stats, shaded
 
 
@@ -217,17 +218,24 @@ def build_demo(engine: Engine) -> gr.Blocks:
         with gr.Accordion("advanced: min-p and repetition penalty (all columns)", open=False), gr.Row():
                 min_p = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="min-p (0 = off)")
                 penalty = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label="repetition penalty (1 = off)")
-        with gr.Row(equal_height=False):
+        with gr.Row(equal_height=True):
             with gr.Column(min_width=280):
-                g_out = _column("Greedy", "always the most likely token")
+                gr.Markdown("### Greedy\nalways the most likely token (no knobs)")
             with gr.Column(min_width=280):
-                s_out = _column("Sampling", "a draw from the whole distribution")
+                gr.Markdown("### Sampling\na draw from the whole distribution")
                 t_sample = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature")
             with gr.Column(min_width=280):
-                k_out = _column("Top-k / Top-p", "a draw from the k most likely tokens within mass p")
-                t_top = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature")
-                top_k = gr.Slider(0, 200, value=40, step=1, label="top-k (0 = off)")
-                top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label="top-p (1 = off)")
+                gr.Markdown("### Top-k / Top-p\na draw from the k likeliest tokens within mass p")
+                with gr.Row():
+                    t_top = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature", min_width=80)
+                    top_k = gr.Slider(0, 200, value=40, step=1, label="top-k (0 = off)", min_width=80)
+                    top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label="top-p (1 = off)", min_width=80)
+        with gr.Row(equal_height=False):
+            columns = []
+            for key, label in (("greedy", "greedy"), ("sampling", "sampling"), ("top_k_top_p", "top-k / top-p")):
+                with gr.Column(min_width=280):
+                    columns.append(_outputs(key, label))
+            g_out, s_out, k_out = columns
         with gr.Accordion("model", open=True):
             gr.Markdown(model_panel(engine.info))
         outs = [o[i] for i in range(3) for o in (g_out, s_out, k_out)]
