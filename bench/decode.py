@@ -9,19 +9,21 @@ a row (e.g. the project's engine), write one runner and register it:
     @backend("engine int8")
     def engine_int8(model: BenchModel, case: BenchCase) -> Row:
         engine = model.cached("engine int8", lambda: Engine.load(model.onnx_dir, "int8"))
-        def run(n):  # generate n new tokens for every row of case.prompts
-            ...
+        def run(n, tick):  # generate n new tokens for every row of case.prompts,
+            ...            # calling tick() once per decoding step
         return measure("engine int8", run, case)
 
-`measure` times a 1-token run (time to first token: prefill + one token) and an N-token run;
-decode tokens/s = batch × (N − 1) / (t_N − t_1). Runners may raise `Skip` (e.g. a file
-that is absent). Timings are wall-clock on whatever else runs on the machine; the JSON
-records the machine and its load.
+`measure` takes the time to first token (prefill + first token) and the decode rate
+(batch × (n − 1) / time from the first to the last step) from the ticks of one run; a
+`run(n)` without ticks is timed by a 1-token run and an n-token run instead. Runners may
+raise `Skip` (e.g. a file that is absent). Timings are wall-clock on whatever else runs on
+the machine; the JSON records the machine and its load.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import sys
@@ -93,25 +95,56 @@ def backend(name: str) -> Callable[[Runner], Runner]:
     return register
 
 
-def measure(name: str, run: Callable[[int], None], case: BenchCase) -> Row:
-    """Time `run(n)` (generate n new tokens for every prompt) as described in the module doc."""
-    run(2)  # warm-up: first-call allocations and kernel selection
-    firsts, fulls = [], []
+def measure(name: str, run: Callable[..., None], case: BenchCase) -> Row:
+    """Time a runner's `run` (generate n new tokens for every prompt), median of case.repeats.
+
+    Preferred: `run(n, tick)` calls `tick()` once per decoding step, as soon as that step's
+    tokens exist. Then one run gives both numbers: TTFT = first tick − start, and decode
+    tokens/s = batch × (n − 1) / (last tick − first tick).
+    Also accepted: `run(n)` without ticks; then TTFT is a 1-token run and the decode time is
+    the difference to an n-token run (noisier: two runs on a loaded machine).
+    """
+    ticked = len(inspect.signature(run).parameters) >= 2
+    run(2, lambda: None) if ticked else run(2)  # warm-up: first-call allocations, kernels
+    firsts, steps = [], []
     for _ in range(case.repeats):
-        start = time.perf_counter()
-        run(1)
-        firsts.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        run(case.new_tokens)
-        fulls.append(time.perf_counter() - start)
-    first, full = statistics.median(firsts), statistics.median(fulls)
-    steps = max(case.new_tokens - 1, 1)
-    per_step = max(full - first, 1e-9) / steps
+        if ticked:
+            stamps: list[float] = []
+            start = time.perf_counter()
+            run(case.new_tokens, lambda stamps=stamps: stamps.append(time.perf_counter()))
+            if len(stamps) != case.new_tokens:
+                raise RuntimeError(f"{name}: {len(stamps)} ticks for {case.new_tokens} tokens")
+            firsts.append(stamps[0] - start)
+            steps.append((stamps[-1] - stamps[0]) / max(case.new_tokens - 1, 1))
+        else:
+            start = time.perf_counter()
+            run(1)
+            firsts.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            run(case.new_tokens)
+            full = time.perf_counter() - start
+            steps.append(max(full - firsts[-1], 1e-9) / max(case.new_tokens - 1, 1))
+    first, per_step = statistics.median(firsts), statistics.median(steps)
     return Row(name, case.batch, len(case.prompts[0]), case.new_tokens, round(first * 1e3, 2),
                round(case.batch / per_step, 2), round(per_step * 1e3, 3))
 
 
-def _hf_generate(model, case: BenchCase) -> Callable[[int], None]:
+class _Ticks:
+    """A transformers streamer that only calls `tick()` per generated step (not the prompt)."""
+
+    def __init__(self, tick: Callable[[], None]):
+        self.tick, self.prompt_seen = tick, False
+
+    def put(self, value) -> None:
+        if self.prompt_seen:
+            self.tick()
+        self.prompt_seen = True
+
+    def end(self) -> None:
+        pass
+
+
+def _hf_generate(model, case: BenchCase) -> Callable[[int, Callable[[], None]], None]:
     import torch
 
     ids = torch.tensor(case.prompts)
@@ -119,10 +152,11 @@ def _hf_generate(model, case: BenchCase) -> Callable[[int], None]:
     pad = model.generation_config.eos_token_id
     pad = pad[0] if isinstance(pad, list) else pad
 
-    def run(n: int) -> None:
+    def run(n: int, tick: Callable[[], None]) -> None:
         with torch.inference_mode():
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                 max_new_tokens=n, min_new_tokens=n, pad_token_id=pad)
+                                 max_new_tokens=n, min_new_tokens=n, pad_token_id=pad,
+                                 streamer=_Ticks(tick))
         assert out.shape == (case.batch, ids.shape[1] + n)
     return run
 
@@ -141,10 +175,14 @@ def pytorch_eager(model: BenchModel, case: BenchCase) -> Row:
 def _optimum(precision: str, file_name: str) -> Runner:
     def runner(model: BenchModel, case: BenchCase) -> Row:
         import onnxruntime as ort
+        import torch
         from optimum.onnxruntime import ORTModelForCausalLM
 
         if not (model.onnx_dir / file_name).exists():
             raise Skip(f"{model.onnx_dir / file_name} is absent")
+        # ONNX Runtime's pool (spinning between runs) owns the cores here; torch only does
+        # generate()'s glue. Two pools of `threads` each on 2 cores made every step ~3x slower.
+        torch.set_num_threads(1)
 
         def load():
             options = ort.SessionOptions()
@@ -159,6 +197,49 @@ def _optimum(precision: str, file_name: str) -> Runner:
 for _precision, _file in (("fp32", "model.onnx"), ("int8", "model_int8.onnx"),
                           ("int4", "model_int4.onnx")):
     backend(f"optimum {_precision}")(_optimum(_precision, _file))
+
+
+# --- the project's engine (generation/): rows added by the generation issue -----------------
+# Side by side means one prompt and N sampling settings, so a batch-N row decodes N settings of
+# case.prompts[0]; the "3 strategies" row is greedy + top-k + top-p in one batch.
+ENGINE_STRATEGIES = {
+    "greedy": dict(),
+    "top-k": dict(temperature=1.0, top_k=50, seed=0),
+    "top-p": dict(temperature=1.0, top_p=0.9, seed=0),
+}
+
+
+def _engine(label: str, precision: str, strategies: tuple[str, ...],
+            per_batch_row: bool = True) -> Runner:
+    def runner(model: BenchModel, case: BenchCase) -> Row:
+        from generation import Engine, SamplingParams
+        from generation.model import ONNX_FILES
+
+        if not (model.onnx_dir / ONNX_FILES[precision]).exists():
+            raise Skip(f"{model.onnx_dir / ONNX_FILES[precision]} is absent")
+        if not per_batch_row and case.batch != 1:
+            raise Skip("the side-by-side strategies row is measured at batch 1 (3 rows)")
+        engine = model.cached(f"engine {precision}",
+                              lambda: Engine.load(model.onnx_dir, precision=precision, provider="cpu"))
+        names = strategies * case.batch if per_batch_row else strategies
+        params = [SamplingParams(**ENGINE_STRATEGIES[n]) for n in names]
+        ids = case.prompts[0]
+
+        def run(n: int) -> None:
+            rows = list(engine.stream_tokens(ids, params, n))[-1].rows
+            if any(len(r.token_ids) != n for r in rows):  # an EOS would fake a faster run
+                raise RuntimeError("a row stopped at EOS before n tokens; pick other seeds")
+        rows_case = BenchCase([ids] * len(params), case.new_tokens, case.repeats)
+        return measure(label, run, rows_case)
+    return runner
+
+
+for _precision in ("int8", "fp32", "int4"):
+    backend(f"engine {_precision}")(_engine(f"engine {_precision}", _precision, ("greedy",)))
+for _name in ("top-k", "top-p"):
+    backend(f"engine int8 {_name}")(_engine(f"engine int8 {_name}", "int8", (_name,)))
+backend("engine int8 3 strategies")(_engine("engine int8 3 strategies", "int8",
+                                            ("greedy", "top-k", "top-p"), per_batch_row=False))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,8 +74,9 @@ def export_section(report: dict) -> str:
             limit = "—" if c["limit"] is None else f"{c['limit']:.3g}"
             lines.append(f"| {c['name']} | {c['value']:.4g} | {limit} | "
                          f"{'pass' if c['passed'] else 'FAIL'} |")
+    shown = report["files"].get("int8", report["files"]["fp32"])["file"]
     lines += ["", "```python", "from optimum.onnxruntime import ORTModelForCausalLM",
-              'model = ORTModelForCausalLM.from_pretrained(DIR, file_name="model_int8.onnx")',
+              f'model = ORTModelForCausalLM.from_pretrained(DIR, file_name="{shown}")',
               "```", ""]
     return "\n".join(lines)
 

@@ -60,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                         ".jsonl.gz ('abstract' or 'text' field); default: a built-in sample")
     g.add_argument("--eval-tokens", type=int, default=2048,
                    help="tokens of held-out text scored for perplexity")
-    g.add_argument("--int4-block-size", type=int, default=32,
+    q = p.add_argument_group("quantization")
+    q.add_argument("--int4-block-size", type=int, default=32,
                    help="MatMulNBits block size along K (power of two >= 16)")
+    q.add_argument("--int4-embeddings", action="store_true",
+                   help="also quantize the embedding tables to 4 bits in model_int4.onnx "
+                        "(GatherBlockQuantized): a much smaller file, checked by the same gate")
     return p
 
 
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     precisions = [q for q in args.quantize if q != "none"]
     result = export_model(model_dir, args.output_dir, precisions, args.device, settings,
-                          args.int4_block_size, options)
+                          args.int4_block_size, args.int4_embeddings, options)
     for check in result.gate.checks:
         print(f"[gate] {check.line()}")
     sizes = ", ".join(f"{p} {f.stat().st_size / 1e6:.1f} MB" for p, f in result.files.items())

@@ -60,13 +60,15 @@ def export_fp32(model_dir: Path, out: Path, device: str = "cpu") -> Path:
     return out / FILE_NAMES["fp32"]
 
 
-def quantize_file(precision: str, fp32_path: Path, out: Path, int4_block_size: int = 32) -> dict:
+def quantize_file(precision: str, fp32_path: Path, out: Path, int4_block_size: int = 32,
+                  int4_embeddings: bool = False) -> dict:
     """Write `model_{precision}.onnx` next to the fp32 file; returns the quantizer's summary."""
     target = out / FILE_NAMES[precision]
     if precision == "int8":
         return quantize.quantize_int8(fp32_path, target)
     if precision == "int4":
-        return quantize.quantize_int4(fp32_path, target, block_size=int4_block_size)
+        return quantize.quantize_int4(fp32_path, target, block_size=int4_block_size,
+                                      embeddings=int4_embeddings)
     raise ValueError(f"unknown quantization {precision!r} (expected int8 or int4)")
 
 
@@ -77,6 +79,7 @@ def export_model(
     device: str = "cpu",
     settings: GateSettings | None = None,
     int4_block_size: int = 32,
+    int4_embeddings: bool = False,
     options: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
@@ -89,6 +92,7 @@ def export_model(
         device: "cpu" or "cuda", for the export, the reference and the ONNX sessions.
         settings: the gate's settings; None skips the gate (benchmarks only).
         int4_block_size: MatMulNBits block size.
+        int4_embeddings: also 4-bit the embedding tables in the int4 file.
         options: the resolved CLI options, recorded in the report.
         log: where progress lines go.
 
@@ -113,7 +117,7 @@ def export_model(
     quantizers = {}
     for precision in precisions:
         quantizers[precision] = timed(f"quantize {precision}", quantize_file, precision, fp32, out,
-                                      int4_block_size)
+                                      int4_block_size, int4_embeddings)
         files[precision] = out / FILE_NAMES[precision]
     gate = None
     if settings is not None:

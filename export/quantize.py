@@ -120,7 +120,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, isa: str | None = None) -> di
 
 
 def quantize_int4(fp32_path: Path, out_path: Path, block_size: int = 32,
-                  accuracy_level: int = 4) -> dict:
+                  accuracy_level: int = 4, embeddings: bool = False) -> dict:
     """Weight-only 4-bit (symmetric, blockwise) MatMulNBits quantization of the weight MatMuls.
 
     Args:
@@ -130,6 +130,9 @@ def quantize_int4(fp32_path: Path, out_path: Path, block_size: int = 32,
             than the block is padded by the quantizer).
         accuracy_level: MatMulNBits compute type (4: int8 activations, fastest on x86/arm64;
             0: unset; 1: fp32).
+        embeddings: also quantize the token/position embedding tables (Gather →
+            GatherBlockQuantized, 4-bit along the hidden axis): a much smaller file (the fp32
+            50257 × 768 table is most of the int4 file), at some cost in accuracy.
 
     Returns:
         What was done: {"block_size", "accuracy_level", "nodes", "untied"}.
@@ -139,10 +142,15 @@ def quantize_int4(fp32_path: Path, out_path: Path, block_size: int = 32,
     model = onnx.load(str(fp32_path))
     untied = untie_transposed_weights(model)
     nodes = weight_matmuls(model)
+    op_types = ("MatMul",)
+    if embeddings:
+        inits = {i.name for i in model.graph.initializer}
+        nodes += [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits]
+        op_types = ("MatMul", "Gather")
     quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True,
                                      accuracy_level=accuracy_level, nodes_to_include=nodes,
-                                     op_types_to_quantize=("MatMul",))
+                                     op_types_to_quantize=op_types)
     quantizer.process()
     quantizer.model.save_model_to_file(str(out_path), use_external_data_format=False)
     return {"block_size": block_size, "accuracy_level": accuracy_level, "nodes": len(nodes),
-            "untied": untied}
+            "untied": untied, "embeddings": embeddings}

@@ -8,18 +8,20 @@ import pytest
 
 from bench import _setup, decode
 
+# The rows this issue owns (the engine's rows are tested by the generation tests).
+CORE = ("pytorch eager", "optimum fp32", "optimum int8", "optimum int4")
 
-def test_bench_runs_every_backend_on_the_tiny_model(exported, tiny_model_dir, tmp_path, capsys):
+
+def test_bench_runs_the_reference_backends_on_the_tiny_model(exported, tiny_model_dir, tmp_path, capsys):
     _, onnx_dir = exported
     out = tmp_path / "decode.json"
     code = decode.main(["--model", str(tiny_model_dir), "--onnx-dir", str(onnx_dir),
                         "--new-tokens", "4", "--prompt-tokens", "12", "--batch", "1", "3",
-                        "--json", str(out)])
+                        "--backends", *CORE, "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     got = {(r["backend"], r["batch"]) for r in result["rows"]}
-    assert got == {(b, n) for b in ("pytorch eager", "optimum fp32", "optimum int8", "optimum int4")
-                   for n in (1, 3)}
+    assert got == {(b, n) for b in CORE for n in (1, 3)}
     for row in result["rows"]:
         assert row["prompt_tokens"] == 12 and row["new_tokens"] == 4
         assert row["ttft_ms"] > 0 and row["decode_tok_s"] > 0
@@ -73,3 +75,20 @@ def test_random_init_builds_exports_and_reuses(shared, tmp_path, monkeypatch):
 def test_bench_bad_input_exits_2(argv, message, tiny_model_dir, capsys):
     assert decode.main(["--model", str(tiny_model_dir), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_measure_uses_ticks_from_one_run_and_checks_their_count():
+    case = decode.BenchCase([[1, 2, 3]] * 2, new_tokens=6, repeats=2)
+    lengths = []
+
+    def run(n, tick):
+        lengths.append(n)
+        for _ in range(n):
+            tick()
+
+    row = decode.measure("ticked", run, case)
+    assert lengths == [2, 6, 6]  # warm-up, then one run per repeat
+    assert row.batch == 2 and row.prompt_tokens == 3 and row.ttft_ms >= 0 and row.decode_tok_s > 0
+
+    with pytest.raises(RuntimeError, match="3 ticks for 6 tokens"):
+        decode.measure("short", lambda n, tick: [tick() for _ in range(min(n, 3))], case)

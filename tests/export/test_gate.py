@@ -140,3 +140,18 @@ def test_heldout_loaders(tmp_path):
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         heldout.load_texts(bad)
     assert heldout.chunks(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_int4_embeddings_option_quantizes_the_tables(tiny_onnx_dir, tmp_path):
+    plain, small = tmp_path / "plain.onnx", tmp_path / "small.onnx"
+    quantize.quantize_int4(tiny_onnx_dir / "model.onnx", plain, block_size=16)
+    summary = quantize.quantize_int4(tiny_onnx_dir / "model.onnx", small, block_size=16,
+                                     embeddings=True)
+    assert summary["embeddings"] is True
+    assert quantize.count_ops(plain)["GatherBlockQuantized"] == 0
+    assert quantize.count_ops(small)["GatherBlockQuantized"] == 2  # token + position tables
+    assert small.stat().st_size < plain.stat().st_size
+    ids = np.array([[4, 9, 2, 33, 7]])
+    ref = ort_io.forward(ort_io.open_session(plain), ids, np.ones_like(ids))[0]
+    got = ort_io.forward(ort_io.open_session(small), ids, np.ones_like(ids))[0]
+    assert np.isfinite(got).all() and 0 < np.abs(got - ref).max() < np.abs(ref).max()
