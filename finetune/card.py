@@ -85,11 +85,13 @@ def model_card(repo_id: str, metrics: dict, config: dict) -> str:
     """
     base_model = None if config["from_scratch"] else config["model"]
     uses_mxs = metrics["data"]["multi_xscience"]
-    meta = card_metadata(repo_id.split("/")[-1], metrics, base_model=base_model,
+    # The Hub's base_model must be a repo id; a local starting directory is named in the text.
+    hub_base = base_model if base_model and not Path(base_model).exists() else None
+    meta = card_metadata(repo_id.split("/")[-1], metrics, base_model=hub_base,
                          uses_mxs=uses_mxs, license=config["license"])
     before, after = metrics["before"], metrics["after"]
-    start = (f"fine-tuned from [{base_model}](https://huggingface.co/{base_model})" if base_model
-             else f"trained from scratch (GPT-Neo architecture, preset/config `{config['from_scratch']}`)")
+    start = (f"fine-tuned from [{base_model}](https://huggingface.co/{base_model})" if hub_base
+             else f"fine-tuned from `{base_model}`" if base_model else f"trained from scratch (GPT-Neo architecture, preset/config `{config['from_scratch']}`)")
     data = ("the paper and cited-paper abstracts of [Multi-XScience](https://huggingface.co/datasets/"
             f"{MXS_DATASET})" if uses_mxs else f"the abstracts in `{metrics['data']['source']}`")
     hw = metrics["hardware"]

@@ -132,9 +132,18 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     tidy_for_saving(trainer.model)
     trainer.save_model(str(out))  # the best checkpoint's weights (load_best_model_at_end)
     trainer.save_state()
-    if not trainer.is_world_process_zero():
-        return None
-    return _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_at_start, log)
+    metrics = None
+    if trainer.is_world_process_zero():
+        metrics = _finish(cfg, trainer, result, before, after, splits, blocks, start,
+                          tokens_at_start, log)
+    # Other ranks wait for rank 0's card and push, then everyone leaves the process group
+    # (a gloo rank exiting while a peer still works aborts with "terminate called ...").
+    trainer.accelerator.wait_for_everyone()
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    return metrics
 
 
 def _perplexities(trainer, blocks):

@@ -141,3 +141,26 @@ def test_resume_without_checkpoint_exits_2(tmp_path, capsys, release_dir, tiny_t
                       tmp_path / "cache", "--resume")
     assert main(argv) == 2
     assert "no checkpoint-* directory" in capsys.readouterr().err
+
+
+def test_finetune_from_a_pretrained_model_dir(tmp_path, release_dir, tiny_model_dir):
+    """Without --from-scratch the weights of --model are the start (and its card names it)."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ft"
+    argv = ["--model", str(tiny_model_dir), "--data", str(release_dir), "--output-dir", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--block-size", "32", "--batch-size", "4",
+            "--gradient-accumulation-steps", "1", "--max-steps", "6", "--eval-steps", "3",
+            "--min-words", "3", "--learning-rate", "1e-3"]
+    assert main(argv) == 0
+    start = load_file(tiny_model_dir / "model.safetensors")
+    end = load_file(out / "model.safetensors")
+    assert start.keys() == end.keys()
+    assert any(not torch.equal(start[k], end[k]) for k in start)
+    # Same architecture as the start, and the baseline is the start model's perplexity.
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 32
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["after"]["validation_loss"] < metrics["before"]["validation_loss"]
+    card = (out / "README.md").read_text()
+    assert "base_model" not in yaml.safe_load(card.split("---")[1])  # a local dir is no Hub id
+    assert f"fine-tuned from `{tiny_model_dir}`" in card
