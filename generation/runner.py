@@ -3,7 +3,7 @@
 The session is stateless; each request owns a `KVCache`. The cache lives in OrtValues that
 ONNX Runtime allocated as outputs of the previous step and that are bound, as they are, as the
 inputs of the next step (IO binding): no copy to numpy and back per step, and on CUDA the cache
-never leaves the GPU. The exported graph itself concatenates past and new keys/values (its
+stays on the GPU (it crosses to the host only when rows are broadcast or dropped). The exported graph itself concatenates past and new keys/values (its
 `present` outputs are one position longer than its `past` inputs); that one copy per step is
 the model's, not ours.
 """
@@ -130,10 +130,14 @@ def create_session(path: str, provider: str | None) -> tuple[ort.InferenceSessio
     options.intra_op_num_threads = available_cores()
     options.inter_op_num_threads = 1
     if provider != "cpu" and cuda_device_count() > 0:
-        options.log_severity_level = 3  # a failed CUDA start falls back quietly
-        session = ort.InferenceSession(
-            path, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        options.log_severity_level = 2
+        # A CUDA provider that cannot start (missing CUDA/cuDNN libraries) logs errors through
+        # the default logger and leaves only the CPU provider: fall back quietly.
+        ort.set_default_logger_severity(4)
+        try:
+            session = ort.InferenceSession(
+                path, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        finally:
+            ort.set_default_logger_severity(2)
         if "CUDAExecutionProvider" in session.get_providers():
             return session, "cuda"
     if provider == "cuda":
@@ -142,24 +146,25 @@ def create_session(path: str, provider: str | None) -> tuple[ort.InferenceSessio
 
 
 class KVCache:
-    """One request's cache: 2 × layers OrtValues of shape [rows, heads, length, head_dim]."""
+    """One request's cache: 2 × layers tensors of shape [rows, heads, length, head_dim].
 
-    def __init__(self, values: list[ort.OrtValue], length: int, device: str):
+    Between steps the values are the OrtValues the model returned (on the provider's device);
+    right after `take` (or before the prefill) they are numpy arrays, bound once as CPU inputs.
+    """
+
+    def __init__(self, values: list, length: int):
         self.values = values
         self.length = length
-        self.device = device
 
     @property
     def rows(self) -> int:
-        return self.values[0].shape()[0]
+        value = self.values[0]
+        return value.shape[0] if isinstance(value, np.ndarray) else value.shape()[0]
 
     def take(self, rows: np.ndarray) -> None:
         """Keep (or repeat) the given batch rows, e.g. [0, 0, 0] to broadcast a prefill to 3 rows
         or [0, 2] to drop finished row 1. One copy of the cache; done rarely, not per step."""
-        arrays = [np.ascontiguousarray(v.numpy()[rows]) for v in self.values]
-        # On CPU the OrtValue shares the numpy buffer; `arrays` keeps it alive.
-        self._arrays = arrays
-        self.values = [ort.OrtValue.ortvalue_from_numpy(a, self.device, 0) for a in arrays]
+        self.values = [(v if isinstance(v, np.ndarray) else v.numpy())[rows] for v in self.values]
 
 
 class Runner:
@@ -177,8 +182,7 @@ class Runner:
             (float32 logits [1, vocab] of the last position, the cache of the prompt).
         """
         empty = np.zeros((1, self.io.heads, 0, self.io.head_dim), dtype=self.io.cache_dtype)
-        past = [ort.OrtValue.ortvalue_from_numpy(empty, self.provider, 0) for _ in self.io.past]
-        cache = KVCache(past, 0, self.provider)
+        cache = KVCache([empty] * len(self.io.past), 0)
         logits = self._forward(np.asarray([token_ids], dtype=np.int64), cache)
         return logits, cache
 
@@ -205,7 +209,10 @@ class Runner:
             positions = np.arange(cache.length, total, dtype=np.int64)
             binding.bind_cpu_input(self.io.position_ids, np.broadcast_to(positions, (rows, new)).copy())
         for name, value in zip(self.io.past, cache.values, strict=True):
-            binding.bind_ortvalue_input(name, value)
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, value)
+            else:
+                binding.bind_ortvalue_input(name, value)
         # Logits come to the host (the sampler needs them); the cache stays where it is.
         binding.bind_output(self.io.logits, "cpu")
         for name in self.io.present:

@@ -106,6 +106,20 @@ def test_auto_provider_falls_back_to_cpu_quietly(tiny_onnx_dir, capfd):
         Engine.load(tiny_onnx_dir, provider="cuda")
 
 
+def test_a_cuda_provider_that_cannot_start_falls_back_quietly(tiny_onnx_dir, monkeypatch, capfd):
+    """Pretend a GPU is present: the real CUDA provider is then tried (and, here, fails)."""
+    import generation.runner as runner
+
+    monkeypatch.setattr(runner, "cuda_device_count", lambda: 1)
+    session, used = runner.create_session(str(tiny_onnx_dir / "model.onnx"), None)
+    if used == "cuda":
+        pytest.skip("CUDA really works here")
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ValueError, match="no usable CUDA GPU"):
+        runner.create_session(str(tiny_onnx_dir / "model.onnx"), "cuda")
+
+
 def test_runs_without_torch_transformers_optimum(tiny_onnx_dir, engine):
     out = run_without_torch(str(tiny_onnx_dir), PROMPTS[3])
     assert out["loaded"] == []
