@@ -225,8 +225,11 @@ def _engine(label: str, precision: str, strategies: tuple[str, ...],
         params = [SamplingParams(**ENGINE_STRATEGIES[n]) for n in names]
         ids = case.prompts[0]
 
-        def run(n: int) -> None:
-            rows = list(engine.stream_tokens(ids, params, n))[-1].rows
+        def run(n: int, tick) -> None:
+            rows = []
+            for update in engine.stream_tokens(ids, params, n):
+                tick()  # this step's tokens (and text) exist now
+                rows = update.rows
             if any(len(r.token_ids) != n for r in rows):  # an EOS would fake a faster run
                 raise RuntimeError("a row stopped at EOS before n tokens; pick other seeds")
         rows_case = BenchCase([ids] * len(params), case.new_tokens, case.repeats)
