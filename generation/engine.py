@@ -9,9 +9,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .detok import IncrementalDetokenizer
 from .model import ModelConfig, load_tokenizer, read_config, resolve
-from .params import RowResult, RowStats, SamplingParams, StepUpdate
+from .params import RowResult, SamplingParams, StepUpdate
+from .rows import RowState
 from .runner import Runner, create_session, map_io
 from .sampler import select_next
 
@@ -170,55 +170,29 @@ class Engine:
 
     def _decode(self, ids: list[int], params: list[SamplingParams], max_new_tokens: int,
                 start: float) -> Iterator[StepUpdate]:
-        keep = self.context_size - max_new_tokens
-        truncated = max(0, len(ids) - keep)
+        truncated = max(0, len(ids) - (self.context_size - max_new_tokens))
         ids = ids[truncated:]
-        n = len(params)
-        rows = [RowResult(stats=RowStats(prompt_tokens=len(ids))) for _ in params]
-        rngs = [np.random.default_rng(p.seed) for p in params]
-        detoks = [IncrementalDetokenizer(self._tokenizer) for _ in params]
-        seen = None
-        if any(p.repetition_penalty != 1 for p in params):
-            seen = [np.zeros(self._config.vocab_size, dtype=bool) for _ in params]
-            for mask in seen:
-                mask[ids] = True
+        rows = [RowState(p, ids, self._tokenizer, self._config.vocab_size) for p in params]
+        results = [r.result for r in rows]
         eos = set(self.eos_ids)
 
         logits, cache = self._runner.prefill(ids)
-        if n > 1:
+        if len(rows) > 1:
             # Every row starts from the same prompt: copy its cache rather than recompute it.
-            cache.take(np.zeros(n, dtype=np.int64))
-            logits = np.repeat(logits, n, axis=0)
-        active = list(range(n))  # the row of `params` behind each batch row
+            cache.take(np.zeros(len(rows), dtype=np.int64))
+            logits = np.repeat(logits, len(rows), axis=0)
+        active = list(range(len(rows)))  # the row behind each batch row of the cache
         for step in range(max_new_tokens):
-            tokens, probs = select_next(
-                logits, [params[i] for i in active], [rngs[i] for i in active],
-                None if seen is None else [seen[i] for i in active])
+            batch = [rows[i] for i in active]
+            tokens, probs = select_next(logits, [r.params for r in batch], [r.rng for r in batch],
+                                        [r.seen for r in batch])
             now = time.perf_counter() - start
-            deltas = [""] * n
-            still = []
+            deltas = [""] * len(rows)
             for j, i in enumerate(active):
-                token = int(tokens[j])
-                row = rows[i]
-                row.token_ids.append(token)
-                if seen is not None:
-                    seen[i][token] = True
-                _update_stats(row.stats, now)
-                if token in eos:
-                    row.finished, row.finish_reason = True, "eos"
-                    delta = detoks[i].flush()
-                else:
-                    delta = detoks[i].add(token)
-                    if step == max_new_tokens - 1:
-                        row.finished, row.finish_reason = True, "length"
-                        delta += detoks[i].flush()
-                if delta:
-                    row.text += delta
-                    row.pieces.append((delta, float(probs[j])))
-                    deltas[i] = delta
-                if not row.finished:
-                    still.append(j)
-            yield StepUpdate(deltas=deltas, rows=rows, prompt_truncated=truncated)
+                deltas[i] = rows[i].accept(int(tokens[j]), float(probs[j]), now, eos,
+                                           step == max_new_tokens - 1)
+            yield StepUpdate(deltas=deltas, rows=results, prompt_truncated=truncated)
+            still = [j for j, i in enumerate(active) if not results[i].finished]
             if not still:
                 return
             if len(still) < len(active):
@@ -234,16 +208,6 @@ def _all_ints(values) -> bool:
         return len(values) > 0 and all(isinstance(v, numbers.Integral) for v in values)
     except TypeError:
         return False
-
-
-def _update_stats(stats: RowStats, now: float) -> None:
-    stats.new_tokens += 1
-    if stats.new_tokens == 1:
-        stats.ttft_s = now
-    stats.elapsed_s = now
-    decode_time = now - stats.ttft_s
-    stats.tokens_per_s = ((stats.new_tokens - 1) / decode_time if decode_time > 0
-                          else stats.new_tokens / max(now, 1e-9))
 
 
 def _working_or_cpu(runner: Runner, files, config) -> Runner:

@@ -76,7 +76,7 @@ def select_next(
     logits: np.ndarray,
     params: Sequence[SamplingParams],
     rngs: Sequence[np.random.Generator],
-    seen: Sequence[np.ndarray] | None = None,
+    seen: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The next token of every row and its probability under the model.
 
@@ -84,8 +84,8 @@ def select_next(
         logits: [rows, vocab] raw logits of the last position.
         params: one SamplingParams per row (temperature 0 → argmax).
         rngs: one generator per row (unused by greedy rows).
-        seen: per row, a bool [vocab] mask of the tokens in its context (prompt + output);
-            only read for rows with a repetition penalty.
+        seen: per row, a bool [vocab] mask of the tokens in its context (prompt + output), or
+            None; only read for rows with a repetition penalty.
 
     Returns:
         (tokens int64 [rows], probabilities float64 [rows]); a probability is the softmax of the
@@ -94,7 +94,7 @@ def select_next(
     rows = logits.shape[0]
     tokens = np.empty(rows, dtype=np.int64)
     for i, p in enumerate(params):
-        row_seen = None if seen is None else seen[i][None]
+        row_seen = None if seen is None or seen[i] is None else seen[i][None]
         x = warp(logits[i : i + 1], p, row_seen)[0]
         tokens[i] = int(x.argmax()) if p.greedy else sample(x, rngs[i])
     return tokens, token_probabilities(logits, tokens)
