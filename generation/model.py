@@ -105,8 +105,9 @@ def resolve(model: str | os.PathLike, precision: str | None = None) -> ModelFile
 
 
 def _download(repo_id: str, precision: str | None) -> ModelFiles:
+    """Fetch only the needed files of a Hub repo; offline (or with the Hub unreachable), use
+    the files a previous download left in the local cache."""
     from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
 
     try:
         files = [s.rfilename for s in HfApi().model_info(repo_id).siblings or []]
@@ -118,8 +119,13 @@ def _download(repo_id: str, precision: str | None) -> ModelFiles:
         patterns = [rel, rel + "_data", rel + ".data", prefix + "*.json",
                     "config.json", "generation_config.json", "tokenizer.json"]
         root = Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except (HfHubHTTPError, OSError) as error:
-        raise ValueError(f"could not fetch {repo_id!r} from the Hub: {error}") from error
+    except OSError as error:  # HTTP errors, no network, offline mode (all OSErrors)
+        try:
+            root = Path(snapshot_download(repo_id, local_files_only=True))
+        except OSError:
+            raise ValueError(f"could not fetch {repo_id!r} from the Hub: {error}") from error
+        files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+        rel, chosen = choose_onnx(files, precision)
     return _files(root, rel, chosen)
 
 

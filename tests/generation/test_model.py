@@ -83,6 +83,17 @@ def test_onnx_subfolder_layout_loads(tmp_path, tiny_model_dir, tiny_onnx_dir, en
     assert ours == engine.generate(PROMPTS[1], [SamplingParams()], 12)[0].token_ids
 
 
+@pytest.mark.slow
+def test_unreachable_hub_is_a_clear_error(tmp_path):
+    script = ("from generation import Engine\n"
+              "try:\n    Engine.load('nobody/nothing')\nexcept ValueError as e:\n    print(e)\n")
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path),
+           "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert "could not fetch 'nobody/nothing' from the Hub" in result.stdout, result.stderr[-2000:]
+
+
 def test_missing_files_are_clear_errors(tmp_path, tiny_onnx_dir):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_onnx_dir, broken)
@@ -120,12 +131,14 @@ def test_a_cuda_provider_that_cannot_start_falls_back_quietly(tiny_onnx_dir, mon
         runner.create_session(str(tiny_onnx_dir / "model.onnx"), "cuda")
 
 
+@pytest.mark.slow
 def test_runs_without_torch_transformers_optimum(tiny_onnx_dir, engine):
     out = run_without_torch(str(tiny_onnx_dir), PROMPTS[3])
     assert out["loaded"] == []
     assert out["token_ids"] == engine.generate(PROMPTS[3], [SamplingParams()], 16)[0].token_ids
 
 
+@pytest.mark.slow
 def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8_onnx_dir, engine):
     repo = tmp_path / "repo"
     shutil.copytree(tiny_model_dir, repo)  # PyTorch weights at the root, ONNX in onnx/
@@ -138,6 +151,9 @@ def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8
         out = run_without_torch("someone/tiny-neo", PROMPTS[0], env)
     finally:
         server.shutdown()
+    # Later, offline (or with the Hub down): the cached snapshot is used.
+    offline = run_without_torch("someone/tiny-neo", PROMPTS[0], {**env, "HF_HUB_OFFLINE": "1"})
+    assert offline["token_ids"] == out["token_ids"]
     assert out["info"]["precision"] == "int8"
     assert out["info"]["onnx_file"].endswith("onnx/model_int8.onnx")
     fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for p in requested if "/resolve/" in p}

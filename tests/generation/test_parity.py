@@ -32,6 +32,7 @@ def test_greedy_matches_transformers(engine, hf_model, prompt):
     assert row.stats.prompt_tokens == len(ids)
 
 
+@pytest.mark.slow
 def test_side_by_side_batch_matches_transformers(engine, hf_model):
     # The longest prompt exceeds the local-attention window (8) of the tiny model.
     prompt = PROMPTS[-1]

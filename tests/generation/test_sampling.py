@@ -35,6 +35,7 @@ def expected_probs(params: SamplingParams) -> np.ndarray:
     return torch.softmax(scores.double(), dim=-1)[0].numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("params", [
     SamplingParams(temperature=1.0),
     SamplingParams(temperature=0.6, top_k=4),

@@ -72,6 +72,7 @@ def test_piece_probability_is_the_models(engine, hf_model):
     assert row.pieces[0][1] == pytest.approx(float(probs[first]), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_long_prompts_are_cut_from_the_left(engine, hf_model):
     from tests.generation.test_parity import hf_greedy
 
