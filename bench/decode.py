@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.json or _setup.REPO_ROOT / "bench" / "results" / f"decode_{slug}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     result = {"model": model.name, "torch_dir": str(model.torch_dir), "onnx_dir": str(model.onnx_dir),
-              "command": "python bench/decode.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "command": "python bench/decode.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "machine": machine, "rows": [asdict(r) for r in rows], "skipped": skipped,
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.write_text(json.dumps(result, indent=2) + "\n")
