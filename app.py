@@ -42,16 +42,11 @@ EXAMPLES = [
     "Recent advances in reinforcement learning have shown that",
     "We present a distributed algorithm for consensus in",
 ]
-CSS = ".stats p { font-size: 0.85em; margin: 0; } footer { display: none !important; }"
+CSS = ".stats p { font-size: 0.85em; margin: 0; }"
 
 
 def _is_int(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and float(value).is_integer()
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
 
 
 def check_request(
@@ -90,8 +85,8 @@ def stream_rows(engine: Engine, prompt: str, params: Sequence[SamplingParams], m
     """
     deadline = time.monotonic() + REQUEST_TIME_LIMIT_S
     try:
-        for update in engine.stream(prompt, params, int(max_new_tokens)):
-            if update.prompt_truncated:
+        for step, update in enumerate(engine.stream(prompt, params, int(max_new_tokens))):
+            if step == 0 and update.prompt_truncated:
                 gr.Warning(f"The prompt was cut: its first {update.prompt_truncated} tokens do not fit the context.")
             yield update
             if time.monotonic() > deadline:
@@ -125,6 +120,7 @@ def generate(engine: Engine, prompt: str, max_new_tokens: int, temperature: floa
 
 
 def one_row(engine: Engine, params: SamplingParams, prompt: str, max_new_tokens: int) -> Iterator[str]:
+    """One strategy's growing text."""
     for update in stream_rows(engine, prompt, [params], max_new_tokens):
         yield update.rows[0].text
 
@@ -251,13 +247,22 @@ def build_demo(engine: Engine) -> gr.Blocks:
     return demo
 
 
+class WholeNumber(gr.Number):
+    """A Number the API documents as an integer but passes on unrounded, so 1.5 is refused."""
+
+    is_template = True  # drawn by the frontend as a plain Number
+
+    def api_info(self) -> dict[str, str]:
+        return {"type": "integer"}
+
+
 def _api_endpoints(engine: Engine) -> None:
     """The gradio_client endpoints, on hidden components of their own (inputs in the README's order)."""
     with gr.Group(visible=False):
         trigger = gr.Button()
-        prompt, max_new = gr.Textbox(label="prompt"), gr.Number(64, label="max_new_tokens")
-        temperature, top_k = gr.Number(0.8, label="temperature"), gr.Number(40, label="top_k")
-        top_p, seed = gr.Number(0.9, label="top_p"), gr.Number(0, label="seed")
+        prompt, max_new = gr.Textbox(label="prompt"), WholeNumber(64, label="max_new_tokens")
+        temperature, top_k = gr.Number(0.8, label="temperature"), WholeNumber(40, label="top_k")
+        top_p, seed = gr.Number(0.9, label="top_p"), WholeNumber(0, label="seed")
         texts = [gr.Textbox(label=name) for name in ("greedy", "sampling", "top_k_top_p")]
     for fn, inputs, outputs in [
         (generate, [prompt, max_new, temperature, top_k, top_p, seed], texts),

@@ -59,6 +59,9 @@ def test_desktop_three_columns_side_by_side(browser, server, tmp_path):
     page.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=True)
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_function("() => !document.querySelector('#greedy-text textarea').value")
+    assert [box.input_value() for box in outputs(page)] == ["", "", ""]
 
 
 def test_phone_columns_stack(browser, server, tmp_path):
