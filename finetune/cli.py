@@ -123,7 +123,7 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     model = build_model(cfg, tokenizer)
     trainer = make_trainer(cfg, args, model, tokenizer, blocks, callbacks)
     log(f"finetune: {model.num_parameters():,} parameters, {args.world_size} process(es), "
-        f"{'bf16' if args.bf16 else 'fp32'}, optimizer {args.optim}, effective batch "
+        f"{'bf16' if args.bf16 else 'fp32'}, optimizer {getattr(args.optim, 'value', args.optim)}, effective batch "
         f"{cfg.batch_size * cfg.gradient_accumulation_steps * args.world_size} x {cfg.block_size} tokens")
     before = _baseline(cfg, trainer, blocks, args.process_index == 0)
     tokens_at_start = _tokens_in_last_checkpoint(cfg)
