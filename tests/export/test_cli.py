@@ -146,3 +146,37 @@ def test_failing_gate_exits_1_prints_numbers_and_pushes_nothing(
     report = json.loads((tmp_path / "o" / "export_report.json").read_text())
     assert report["gate"]["passed"] is False
     shutil.rmtree(tmp_path / "o")
+
+
+def test_module_entry_point_reports_an_unreachable_hub_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = dict(os.environ, HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_ETAG_TIMEOUT="2",
+               HF_HUB_CACHE=str(tmp_path / "hub"))
+    proc = subprocess.run([sys.executable, "-m", "export", "--model", "someone/no-such-model",
+                           "--output-dir", str(tmp_path / "out")], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: --model someone/no-such-model: cannot download")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_model_card_keeps_the_input_card_and_replaces_an_old_export_section(tmp_path):
+    from export.card import CARD_MARK, write_model_card
+
+    model_dir, out = tmp_path / "m", tmp_path / "o"
+    model_dir.mkdir()
+    out.mkdir()
+    (model_dir / "README.md").write_text(f"# Fine-tuned\n\nTrained on abstracts.\n\n{CARD_MARK}\n\nstale\n")
+    report = {"files": {"fp32": {"file": "model.onnx", "bytes": 2_000_000, "quantized_ops": {}}},
+              "gate": {"passed": True, "seconds": 1.0, "checks": [
+                  {"name": "fp32 logits short b1 prefill", "value": 3e-6, "limit": 1e-4, "passed": True}]}}
+    text = write_model_card(model_dir, out, report).read_text()
+    assert text.startswith("# Fine-tuned\n\nTrained on abstracts.")
+    assert text.count(CARD_MARK) == 1 and "stale" not in text
+    assert "| fp32 logits short b1 prefill | 3e-06 | 0.0001 | pass |" in text
+    assert 'file_name="model.onnx"' in text
