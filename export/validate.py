@@ -31,16 +31,14 @@ class Check:
     limit: float | None
     passed: bool
     detail: str = ""
+    op: str = "<="  # how value must compare to limit: "<=" or ">="
 
     def line(self) -> str:
         """A one-line summary, e.g. `PASS fp32 prefill b1: 3.1e-06 (limit <= 1e-04)`."""
         status = "PASS" if self.passed else "FAIL"
-        bound = "" if self.limit is None else f" (limit {self.detail_op()} {self.limit:.3g})"
+        bound = "" if self.limit is None else f" (limit {self.op} {self.limit:.3g})"
         extra = f" [{self.detail}]" if self.detail else ""
         return f"{status} {self.name}: {self.value:.4g}{bound}{extra}"
-
-    def detail_op(self) -> str:
-        return ">=" if "agreement" in self.name else "<="
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +53,7 @@ def at_most(name: str, value: float, limit: float | None, detail: str = "") -> C
 def at_least(name: str, value: float, limit: float | None, detail: str = "") -> Check:
     """A check that passes when `value >= limit` (NaN always fails)."""
     passed = limit is None or (not math.isnan(value) and value >= limit)
-    return Check(name, float(value), limit, passed, detail)
+    return Check(name, float(value), limit, passed, detail, op=">=")
 
 
 def torch_logits(model, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

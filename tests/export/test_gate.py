@@ -155,3 +155,9 @@ def test_int4_embeddings_option_quantizes_the_tables(tiny_onnx_dir, tmp_path):
     ref = ort_io.forward(ort_io.open_session(plain), ids, np.ones_like(ids))[0]
     got = ort_io.forward(ort_io.open_session(small), ids, np.ones_like(ids))[0]
     assert np.isfinite(got).all() and 0 < np.abs(got - ref).max() < np.abs(ref).max()
+
+
+def test_check_lines_show_the_direction_of_the_limit():
+    assert "(limit >= 0.9)" in validate.at_least("int8 greedy-token agreement", 0.5, 0.9).line()
+    line = validate.at_most("fp32 logits x prefill", 2e-3, 1e-4, "1x12 tokens").line()
+    assert line == "FAIL fp32 logits x prefill: 0.002 (limit <= 0.0001) [1x12 tokens]"
