@@ -128,13 +128,16 @@ class Engine:
             ValueError: (at once, before any work) an empty prompt, no params, bad params or a
                 bad max_new_tokens, listing every problem.
         """
+        start = time.perf_counter()  # the request's clock includes tokenization
         issues = [] if isinstance(prompt, str) and prompt.strip() else [
             "prompt must be a non-empty string"]
         ids = self.encode(prompt) if not issues else []
         if not issues and not ids:
             issues.append("prompt produced no tokens")
+        if ids and max(ids) >= self._config.vocab_size:
+            issues.append("the tokenizer produced ids beyond the model's vocabulary")
         params = self._check(issues, params, max_new_tokens)
-        return self._decode(ids, params, max_new_tokens, time.perf_counter())
+        return self._decode(ids, params, max_new_tokens, start)
 
     def stream_tokens(self, token_ids: Sequence[int], params: Sequence[SamplingParams],
                       max_new_tokens: int = 64) -> Iterator[StepUpdate]:
