@@ -25,6 +25,7 @@ from transformers.generation.logits_process import (
 from generation.warpers import (
     apply_repetition_penalty,
     apply_temperature,
+    first_crossing,
     min_p_filter,
     seen_mask,
     softmax,
@@ -161,3 +162,19 @@ def test_top_p_widens_its_candidate_set_on_flat_distributions():
     ours = kept(top_p_filter(x, 0.9))
     assert abs(int(ours.sum()) - int(theirs.sum())) <= 1
     assert ours.sum() > 4000
+
+
+@FAST
+@given(st.integers(1, 3000), st.floats(0.0, 1.0), st.sampled_from(["left", "right"]), st.data())
+def test_first_crossing_equals_searchsorted_on_the_cumsum(n, fraction, side, data):
+    seed = data.draw(st.integers(0, 2**16))
+    weights = np.random.default_rng(seed).random(n).astype(np.float32)
+    weights[weights < 0.3] = 0  # runs of zero weight, as after filtering
+    cum = np.cumsum(weights, dtype=np.float64)
+    # Targets on the running sums themselves are the boundary cases; others in between.
+    target = cum[int(fraction * (n - 1))] if data.draw(st.booleans()) else fraction * cum[-1]
+    expected = int(np.searchsorted(cum, target, side))
+    got = first_crossing(weights, target, side)
+    # Block sums are added in another order than one long cumsum: allow a neighbour only
+    # where the two running sums differ by rounding at the target.
+    assert got == expected or abs(cum[min(got, n - 1)] - target) < 1e-9 * max(cum[-1], 1)
