@@ -64,15 +64,22 @@ def _hf_generate(model, case: BenchCase) -> Callable[[int, Callable[[], None]], 
     return run
 
 
-@backend("pytorch eager")
-def pytorch_eager(model: BenchModel, case: BenchCase) -> Row:
-    import torch
-    from transformers import AutoModelForCausalLM
+def _pytorch(label: str, threads: int | None) -> Runner:
+    def runner(model: BenchModel, case: BenchCase) -> Row:
+        import torch
+        from transformers import AutoModelForCausalLM
 
-    torch.set_num_threads(model.threads)
-    hf = model.cached("pytorch", lambda: AutoModelForCausalLM.from_pretrained(
-        model.torch_dir, attn_implementation="eager", dtype=torch.float32).eval())
-    return measure("pytorch eager", _hf_generate(hf, case), case)
+        torch.set_num_threads(threads or model.threads)
+        hf = model.cached("pytorch", lambda: AutoModelForCausalLM.from_pretrained(
+            model.torch_dir, attn_implementation="eager", dtype=torch.float32).eval())
+        return measure(label, _hf_generate(hf, case), case)
+    return runner
+
+
+backend("pytorch eager")(_pytorch("pytorch eager", None))
+# On a CPU shared with other jobs, OpenMP threads wait on each other at every op barrier
+# whenever one is descheduled; a single thread shows what eager PyTorch does without that.
+backend("pytorch eager 1 thread")(_pytorch("pytorch eager 1 thread", 1))
 
 
 def _optimum(precision: str, file_name: str) -> Runner:
