@@ -1,11 +1,12 @@
 """Rebuild the bundled demo model (`demo_model/`) end to end with the project's own pipeline.
 
     python scripts/build_demo_model.py --data ../shared/data/arxiv-cs-abstracts.jsonl.gz \
-        --work /tmp/demo_build [--max-steps 1800] [--step STEP ...]
+        --work /tmp/demo_build [--max-steps 800] [--more-steps 200] [--step STEP ...]
 
 Steps (each skipped when its output exists, so a run can be continued):
   tokenizer  a byte-level BPE (8,192 tokens) trained on the training split only
   train      `python -m finetune --from-scratch <config.json> --tokenizer <tokenizer>`
+  train2     `python -m finetune --model <that model>`: a second schedule over more text
   export     `python -m export --quantize int8`
   bundle     copy the files the app needs into demo_model/ and write its card
 
@@ -37,6 +38,7 @@ ARCH = {
     "max_position_embeddings": 1024, "embed_dropout": 0.0, "attention_dropout": 0.0,
     "resid_dropout": 0.0,
 }
+STAGES = ("model", "model2")
 APP_FILES = ("model_int8.onnx", "tokenizer.json", "config.json", "generation_config.json")
 
 
@@ -62,7 +64,7 @@ def write_heldout(data: str, work: Path) -> Path:
     from finetune.sources import load_splits
 
     path = work / "heldout_test.jsonl"
-    splits = load_splits(data, cache_dir=work / "cache", max_eval_samples=400)
+    splits = load_splits(data, cache_dir=work / "cache", max_eval_samples=200)
     path.write_text("".join(json.dumps({"abstract": a.text}) + "\n" for a in splits["test"]))
     return path
 
@@ -72,18 +74,30 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def train(args, work: Path) -> None:
-    config = work / "arch.json"
-    config.write_text(json.dumps(ARCH, indent=2))
-    cmd = [sys.executable, "-m", "finetune", "--from-scratch", str(config),
-           "--tokenizer", str(work / "tokenizer"), "--data", args.data,
-           "--output-dir", str(work / "model"), "--block-size", "512", "--batch-size", "4",
-           "--gradient-accumulation-steps", "1", "--learning-rate", "1e-3",
-           "--max-steps", str(args.max_steps), "--eval-steps", str(args.eval_steps),
-           "--max-eval-samples", "400", "--logging-steps", "25", "--seed", "0"]
-    if (work / "model").is_dir() and any((work / "model").glob("checkpoint-*")):
+def train(args, work: Path, stage: str) -> None:
+    """Stage "model": from scratch. Stage "model2": `finetune --model <model>` continues it with a
+    fresh warmup and cosine schedule (more text, when the time budget allows)."""
+    if stage == "model":
+        config = work / "arch.json"
+        config.write_text(json.dumps(ARCH, indent=2))
+        start = ["--from-scratch", str(config), "--tokenizer", str(work / "tokenizer"),
+                 "--learning-rate", "1e-3", "--max-steps", str(args.max_steps)]
+    else:
+        start = ["--model", str(work / "model"), "--learning-rate", "5e-4",
+                 "--max-steps", str(args.more_steps)]
+    cmd = [sys.executable, "-m", "finetune", *start, "--data", args.data,
+           "--output-dir", str(work / stage), "--block-size", "512", "--batch-size", "4",
+           "--gradient-accumulation-steps", "1", "--eval-steps", str(args.eval_steps),
+           "--max-eval-samples", "200", "--logging-steps", "25", "--seed", "0"]
+    if any((work / stage).glob("checkpoint-*")):
         cmd.append("--resume")
     run(cmd)
+
+
+def final_model(work: Path) -> Path:
+    """The last training stage that finished."""
+    done = [work / s for s in STAGES if (work / s / "model.safetensors").is_file()]
+    return done[-1]
 
 
 def bundle(work: Path, out: Path) -> None:
@@ -101,22 +115,28 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="arxiv-cs-abstracts.jsonl.gz (or any finetune --data)")
     parser.add_argument("--work", required=True, type=Path, help="scratch directory for every step")
     parser.add_argument("--out", type=Path, default=REPO / "demo_model", help="where the bundle goes")
-    parser.add_argument("--max-steps", type=int, default=1800, help="optimizer steps of 4 x 512 tokens")
-    parser.add_argument("--eval-steps", type=int, default=200, help="evaluate every N steps")
+    parser.add_argument("--max-steps", type=int, default=800, help="optimizer steps of 4 x 512 tokens")
+    parser.add_argument("--more-steps", type=int, default=200,
+                        help="steps of the second stage (0 = none)")
+    parser.add_argument("--eval-steps", type=int, default=200,
+                        help="evaluate (and checkpoint) every N steps; keep steps a multiple of it")
     parser.add_argument("--max-ppl-increase", type=float, default=0.02,
                         help="export gate: largest int8 perplexity increase over fp32 allowed")
-    parser.add_argument("--step", action="append", choices=["tokenizer", "train", "export", "bundle"],
+    parser.add_argument("--step", action="append",
+                        choices=["tokenizer", "train", "train2", "export", "bundle"],
                         help="run only these steps (default: all, skipping finished ones)")
     args = parser.parse_args(argv)
-    steps = args.step or ["tokenizer", "train", "export", "bundle"]
+    steps = args.step or ["tokenizer", "train", "train2", "export", "bundle"]
     args.work.mkdir(parents=True, exist_ok=True)
     if "tokenizer" in steps and not (args.work / "tokenizer" / "tokenizer.json").is_file():
         train_tokenizer(args.data, args.work / "tokenizer")
-    if "train" in steps and not (args.work / "model" / "model.safetensors").is_file():
-        train(args, args.work)
+    for step, stage in (("train", "model"), ("train2", "model2")):
+        if step in steps and not (args.work / stage / "model.safetensors").is_file() \
+                and (stage == "model" or args.more_steps > 0):
+            train(args, args.work, stage)
     if "export" in steps and not (args.work / "onnx" / "model_int8.onnx").is_file():
         heldout = write_heldout(args.data, args.work)
-        run([sys.executable, "-m", "export", "--model", str(args.work / "model"),
+        run([sys.executable, "-m", "export", "--model", str(final_model(args.work)),
              "--output-dir", str(args.work / "onnx"), "--quantize", "int8", "--overwrite",
              "--eval-text", str(heldout), "--max-ppl-increase-int8", str(args.max_ppl_increase)])
     if "bundle" in steps:

@@ -25,10 +25,18 @@ def _samples(out: Path) -> str:
 
 def write_card(work: Path, out: Path) -> None:
     """Write out/README.md from work/model/metrics.json and work/onnx/export_report.json."""
-    metrics = json.loads((work / "model" / "metrics.json").read_text())
+    stages = [json.loads((work / s / "metrics.json").read_text())
+              for s in ("model", "model2") if (work / s / "metrics.json").is_file()]
+    metrics = stages[-1]
     report = json.loads((work / "onnx" / "export_report.json").read_text())
     config = json.loads((out / "config.json").read_text())
-    before, after = metrics["before"], metrics["after"]
+    before, after = stages[0]["before"], metrics["after"]
+    tokens = sum(m["tokens_seen"] for m in stages)
+    steps = " + ".join(f"{m['train_steps']:,}" for m in stages)
+    minutes = sum(m["wall_time_s"] for m in stages) / 60
+    stage_rows = "".join(
+        f"| after stage {i + 1} ({m['train_steps']:,} steps) | {m['after']['validation_perplexity']:.1f} "
+        f"| {m['after']['test_perplexity']:.1f} |\n" for i, m in enumerate(stages[:-1]))
     quality = (report.get("gate") or {}).get("quality", {}).get("int8", {})
     size_mib = (out / "model_int8.onnx").stat().st_size / 2**20
     params = metrics.get("parameters") or config.get("n_params") or 0
@@ -56,18 +64,18 @@ model is **GPT-Neo-125M fine-tuned on Multi-XScience** with `python -m finetune`
 | parameters | {params:,} |
 | tokenizer | byte-level BPE, {config['vocab_size']:,} tokens, trained on the training split (**not** GPT-2's 50,257-token vocabulary: on the 2-core CPU it was built on, the small vocabulary trains ~7x faster, so the model sees far more text in the same time) |
 | file | `model_int8.onnx`, {size_mib:.1f} MiB (dynamic int8 MatMuls; the embeddings stay fp32), KV cache as inputs/outputs |
-| data | 117k arXiv Computer Science abstracts (2007-2017, arXiv's CC0 metadata), split by a hash of the text: {blocks.get('train', '?')} / {blocks.get('validation', '?')} / {blocks.get('test', '?')} blocks of {metrics['data'].get('block_size', 512)} tokens (train / validation / test; validation and test capped at 400 abstracts) |
-| training | {metrics['train_steps']:,} optimizer steps, **{metrics['tokens_seen']:,} tokens seen** (< 1 epoch), {metrics['tokens_per_s']:,.0f} tokens/s, {metrics['wall_time_s'] / 60:.0f} min on {hw['processes']} x {hw['device_name']} ({hw['precision']}), shared with other jobs |
+| data | 117k arXiv Computer Science abstracts (2007-2017, arXiv's CC0 metadata), split by a hash of the text: {blocks.get('train', '?')} / {blocks.get('validation', '?')} / {blocks.get('test', '?')} blocks of {metrics['data'].get('block_size', 512)} tokens (train / validation / test; validation and test capped at 200 abstracts) |
+| training | {len(stages)} stage(s) of `python -m finetune` (from scratch at peak LR 1e-3, then continued with a fresh warmup + cosine schedule at 5e-4), {steps} optimizer steps of 4 x 512 tokens, **{tokens:,} tokens seen** (< 1 epoch), {minutes:.0f} min on {hw['processes']} x {hw['device_name']} ({hw['precision']}), a CPU shared with other jobs |
 
 ## Results (held out)
 
 Perplexity per token of this model's own 8,192-token BPE (not comparable with GPT-2-vocabulary
 perplexities), measured by `python -m finetune` on abstracts never trained on:
 
-| split | random init | trained |
+| model | validation | test |
 |---|---|---|
-| validation | {before['validation_perplexity']:.1f} | **{after['validation_perplexity']:.1f}** |
-| test | {before['test_perplexity']:.1f} | **{after['test_perplexity']:.1f}** |
+| random init | {before['validation_perplexity']:.1f} | {before['test_perplexity']:.1f} |
+{stage_rows}| **final** | **{after['validation_perplexity']:.1f}** | **{after['test_perplexity']:.1f}** |
 
 int8 against fp32 on the test abstracts (`python -m export` gate): perplexity
 {quality.get('ppl_reference', float('nan')):.2f} → {quality.get('ppl', float('nan')):.2f}
@@ -79,7 +87,7 @@ int8 against fp32 on the test abstracts (`python -m export` gate): perplexity
 {_samples(out)}
 
 Honestly: the text reads as scientific-sounding English with the vocabulary and phrasing of CS
-abstracts, but it is a few-million-parameter model trained for about an hour on a CPU; sentences
+abstracts, but it is a {params / 1e6:.1f}M-parameter model trained for {minutes:.0f} minutes on a shared CPU; sentences
 drift, repeat and do not say anything true. It is there to show the decoding strategies side by
 side, not to write abstracts. Positions past 512 were never trained.
 
