@@ -247,22 +247,23 @@ def build_demo(engine: Engine) -> gr.Blocks:
     return demo
 
 
-class WholeNumber(gr.Number):
-    """A Number the API documents as an integer but passes on unrounded, so 1.5 is refused."""
+def whole_number(value: int, label: str) -> gr.Number:
+    """A Number the API documents as an integer but passes on unrounded, so 1.5 is refused.
 
-    is_template = True  # drawn by the frontend as a plain Number
-
-    def api_info(self) -> dict[str, str]:
-        return {"type": "integer"}
+    (precision=0 would round 1.5 to 2; a Number subclass would make Gradio write app.pyi.)
+    """
+    box = gr.Number(value, label=label)
+    box.api_info = lambda: {"type": "integer"}
+    return box
 
 
 def _api_endpoints(engine: Engine) -> None:
     """The gradio_client endpoints, on hidden components of their own (inputs in the README's order)."""
     with gr.Group(visible=False):
         trigger = gr.Button()
-        prompt, max_new = gr.Textbox(label="prompt"), WholeNumber(64, label="max_new_tokens")
-        temperature, top_k = gr.Number(0.8, label="temperature"), WholeNumber(40, label="top_k")
-        top_p, seed = gr.Number(0.9, label="top_p"), WholeNumber(0, label="seed")
+        prompt, max_new = gr.Textbox(label="prompt"), whole_number(64, label="max_new_tokens")
+        temperature, top_k = gr.Number(0.8, label="temperature"), whole_number(40, label="top_k")
+        top_p, seed = gr.Number(0.9, label="top_p"), whole_number(0, label="seed")
         texts = [gr.Textbox(label=name) for name in ("greedy", "sampling", "top_k_top_p")]
     for fn, inputs, outputs in [
         (generate, [prompt, max_new, temperature, top_k, top_p, seed], texts),
