@@ -222,10 +222,9 @@ def build_demo(engine: Engine) -> gr.Blocks:
                 t_sample = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature")
             with gr.Column(min_width=280):
                 gr.Markdown("### Top-k / Top-p\na draw from the k likeliest tokens within mass p")
-                with gr.Row():
-                    t_top = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature", min_width=80)
-                    top_k = gr.Slider(0, 200, value=40, step=1, label="top-k (0 = off)", min_width=80)
-                    top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label="top-p (1 = off)", min_width=80)
+                t_top = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="temperature")
+                top_k = gr.Slider(0, 200, value=40, step=1, label="top-k (0 = off)")
+                top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label="top-p (1 = off)")
         with gr.Row(equal_height=False):
             columns = []
             for key, label in (("greedy", "greedy"), ("sampling", "sampling"), ("top_k_top_p", "top-k / top-p")):

@@ -1,7 +1,7 @@
 """Rebuild the bundled demo model (`demo_model/`) end to end with the project's own pipeline.
 
     python scripts/build_demo_model.py --data ../shared/data/arxiv-cs-abstracts.jsonl.gz \
-        --work /tmp/demo_build [--max-steps 800] [--more-steps 200] [--step STEP ...]
+        --work /tmp/demo_build [--max-steps 800] [--more-steps 600] [--step STEP ...]
 
 Steps (each skipped when its output exists, so a run can be continued):
   tokenizer  a byte-level BPE (8,192 tokens) trained on the training split only
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", required=True, type=Path, help="scratch directory for every step")
     parser.add_argument("--out", type=Path, default=REPO / "demo_model", help="where the bundle goes")
     parser.add_argument("--max-steps", type=int, default=800, help="optimizer steps of 4 x 512 tokens")
-    parser.add_argument("--more-steps", type=int, default=200,
+    parser.add_argument("--more-steps", type=int, default=600,
                         help="steps of the second stage (0 = none)")
     parser.add_argument("--eval-steps", type=int, default=200,
                         help="evaluate (and checkpoint) every N steps; keep steps a multiple of it")

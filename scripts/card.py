@@ -34,6 +34,9 @@ def write_card(work: Path, out: Path) -> None:
     tokens = sum(m["tokens_seen"] for m in stages)
     steps = " + ".join(f"{m['train_steps']:,}" for m in stages)
     minutes = sum(m["wall_time_s"] for m in stages) / 60
+    schedule = "`python -m finetune --from-scratch`, cosine schedule with peak LR 1e-3"
+    if len(stages) > 1:
+        schedule += ", then `python -m finetune --model <that>` with a fresh warmup + cosine at 5e-4"
     stage_rows = "".join(
         f"| after stage {i + 1} ({m['train_steps']:,} steps) | {m['after']['validation_perplexity']:.1f} "
         f"| {m['after']['test_perplexity']:.1f} |\n" for i, m in enumerate(stages[:-1]))
@@ -64,8 +67,8 @@ model is **GPT-Neo-125M fine-tuned on Multi-XScience** with `python -m finetune`
 | parameters | {params:,} |
 | tokenizer | byte-level BPE, {config['vocab_size']:,} tokens, trained on the training split (**not** GPT-2's 50,257-token vocabulary: on the 2-core CPU it was built on, the small vocabulary trains ~7x faster, so the model sees far more text in the same time) |
 | file | `model_int8.onnx`, {size_mib:.1f} MiB (dynamic int8 MatMuls; the embeddings stay fp32), KV cache as inputs/outputs |
-| data | 117k arXiv Computer Science abstracts (2007-2017, arXiv's CC0 metadata), split by a hash of the text: {blocks.get('train', '?')} / {blocks.get('validation', '?')} / {blocks.get('test', '?')} blocks of {metrics['data'].get('block_size', 512)} tokens (train / validation / test; validation and test capped at 200 abstracts) |
-| training | {len(stages)} stage(s) of `python -m finetune` (from scratch at peak LR 1e-3, then continued with a fresh warmup + cosine schedule at 5e-4), {steps} optimizer steps of 4 x 512 tokens, **{tokens:,} tokens seen** (< 1 epoch), {minutes:.0f} min on {hw['processes']} x {hw['device_name']} ({hw['precision']}), a CPU shared with other jobs |
+| data | 117k arXiv Computer Science abstracts (2007-2017, arXiv's CC0 metadata), split by a hash of the text: {blocks['train']:,} / {blocks['validation']:,} / {blocks['test']:,} blocks of {metrics['data'].get('block_size', 512)} tokens (train / validation / test; validation and test capped at 200 abstracts) |
+| training | {schedule}, {steps} optimizer steps of 4 x 512 tokens, **{tokens:,} tokens seen** (< 1 epoch), {minutes:.0f} min on {hw['processes']} x {hw['device_name']} ({hw['precision']}), a CPU shared with other jobs |
 
 ## Results (held out)
 
@@ -77,7 +80,7 @@ perplexities), measured by `python -m finetune` on abstracts never trained on:
 | random init | {before['validation_perplexity']:.1f} | {before['test_perplexity']:.1f} |
 {stage_rows}| **final** | **{after['validation_perplexity']:.1f}** | **{after['test_perplexity']:.1f}** |
 
-int8 against fp32 on the test abstracts (`python -m export` gate): perplexity
+int8 against fp32 on the first {quality.get('tokens', 2032):,} tokens of the test abstracts (`python -m export` gate): perplexity
 {quality.get('ppl_reference', float('nan')):.2f} → {quality.get('ppl', float('nan')):.2f}
 ({quality.get('ppl_increase', float('nan')) * 100:+.2f} %), top-1 agreement
 {quality.get('agreement', float('nan')) * 100:.1f} %.
@@ -88,7 +91,8 @@ int8 against fp32 on the test abstracts (`python -m export` gate): perplexity
 
 Honestly: the text reads as scientific-sounding English with the vocabulary and phrasing of CS
 abstracts, but it is a {params / 1e6:.1f}M-parameter model trained for {minutes:.0f} minutes on a shared CPU; sentences
-drift, repeat and do not say anything true. It is there to show the decoding strategies side by
+drift, repeat and do not say anything true, and greedy decoding soon loops (which the demo's
+side-by-side view shows well). It is there to show the decoding strategies side by
 side, not to write abstracts. Positions past 512 were never trained.
 
 ## Rebuild
