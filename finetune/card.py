@@ -151,11 +151,22 @@ In this project's demo app:
 MODEL_ID={repo_id} python app.py
 ```
 
+{_space_line(repo_id, config.get("space_id"))}
+
 ## Limitations
 
 Trained only on abstracts: it writes abstract-like text with no regard for truth; citations,
 numbers and claims it produces are invented.
 """
+
+
+def _space_line(repo_id: str, space_id: str | None) -> str:
+    """The model card's pointer to the hosted demo."""
+    if space_id:
+        return (f"Try it in the browser: [{space_id}](https://huggingface.co/spaces/{space_id}) "
+                "(greedy, sampling and top-k/top-p decoding side by side).")
+    return ("Host the demo as a Space with `python -m space deploy --space-id USER/NAME "
+            f"--model {repo_id}`.")
 
 
 def write_card(output_dir: str | Path, repo_id: str, metrics: dict, config: dict) -> Path:

@@ -115,6 +115,9 @@ class FinetuneConfig:
         "help": "Upload the result to this Hub model repo (owner/name) at the end; the token comes "
                 "from HF_TOKEN or `huggingface-cli login`."})
     private: bool = field(default=False, metadata={"help": "Create the --push-to-hub repo private."})
+    space_id: str | None = field(default=None, metadata={
+        "help": "The Hugging Face Space (owner/name) that serves this model; the model card links "
+                "to it (deploy one with `python -m space deploy`)."})
     license: str = field(default="mit", metadata={"help": "License written into the model card."})
 
     @property
@@ -196,6 +199,8 @@ def validate(cfg: FinetuneConfig) -> None:
         value = getattr(cfg, name)
         if value and _looks_local(value) and not Path(value).is_dir():
             issues.append(f"--{name} {value}: no such directory")
+    if cfg.space_id is not None and not _REPO_ID.match(cfg.space_id):
+        issues.append(f"--space-id {cfg.space_id!r} is not a Space id like owner/name")
     if cfg.push_to_hub is not None and not _REPO_ID.match(cfg.push_to_hub):
         issues.append(f"--push-to-hub {cfg.push_to_hub!r} is not a repo id like owner/name")
     if cfg.push_to_hub is not None:

@@ -83,3 +83,35 @@ def test_card_names_a_hub_base_model(tmp_path):
     assert front["base_model"] == "EleutherAI/gpt-neo-125m"
     assert front["model-index"][0]["name"] == "neo"
     assert front["tags"][-1] == "multi-xscience"
+
+
+def test_card_shows_three_loaders_and_links_the_space():
+    from finetune.card import model_card
+
+    split = {"validation_perplexity": 20.0, "test_perplexity": 21.0}
+    metrics = {"before": split, "after": split, "train_steps": 1, "tokens_seen": 10,
+               "tokens_per_s": 5.0, "wall_time_s": 2.0, "data": {
+                   "multi_xscience": True, "source": "multi-xscience",
+                   "blocks": {"train": 1, "validation": 1, "test": 1}},
+               "hardware": {"processes": 1, "device_name": "H100", "precision": "bf16"}}
+    config = {"from_scratch": None, "model": "EleutherAI/gpt-neo-125m", "license": "mit",
+              "block_size": 512, "learning_rate": 5e-5, "warmup_ratio": 0.05, "batch_size": 8,
+              "gradient_accumulation_steps": 4}
+    linked = model_card("me/neo", metrics, {**config, "space_id": "me/neo-demo"})
+    assert 'AutoModelForCausalLM.from_pretrained("me/neo")' in linked
+    assert 'ORTModelForCausalLM.from_pretrained("me/neo", subfolder="onnx")' in linked
+    assert "MODEL_ID=me/neo python app.py" in linked
+    assert "https://huggingface.co/spaces/me/neo-demo" in linked
+    unlinked = model_card("me/neo", metrics, config)
+    assert "huggingface.co/spaces" not in unlinked
+    assert "python -m space deploy --space-id USER/NAME --model me/neo" in unlinked
+
+
+def test_space_id_is_validated(tmp_path, capsys):
+    from finetune.cli import main
+
+    data = tmp_path / "a.txt"
+    data.write_text("An abstract about graphs and their sparse representations.\n")
+    args = ["--data", str(data), "--output-dir", str(tmp_path / "out"), "--space-id", "no slash"]
+    assert main(args) == 2
+    assert "--space-id 'no slash' is not a Space id" in capsys.readouterr().err
