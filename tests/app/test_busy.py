@@ -1,4 +1,5 @@
-"""Beyond the bounded queue, a request is refused with a clear "queue is full" message."""
+"""The serving limits: beyond the bounded queue a request is refused with a clear "queue is
+full" message, and a request stops at the per-request time cap."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import pytest
 from gradio_client import Client
 from gradio_client.utils import QueueError
 
+from generation import SamplingParams
 from tests.app.conftest import start_server, stop_server
 
 
 @pytest.mark.slow
-def test_a_full_queue_turns_requests_away_and_recovers(app_model_dir, tmp_path):
+def test_a_full_queue_turns_requests_away_and_recovers(app_model_dir, engine, tmp_path):
     proc, url = start_server(app_model_dir, tmp_path / "server.log",
-                             CONCURRENCY="1", QUEUE_SIZE="1")
+                             CONCURRENCY="1", QUEUE_SIZE="1", REQUEST_TIME_LIMIT_S="0.3")
     try:
         def ask(_: int) -> str:
             client = Client(url, verbose=False)
@@ -29,6 +31,14 @@ def test_a_full_queue_turns_requests_away_and_recovers(app_model_dir, tmp_path):
             outcomes = list(pool.map(ask, range(8)))
         assert "busy" in outcomes and "served" in outcomes, outcomes
         # Once the queue drains, requests are served again.
-        assert Client(url, verbose=False).predict("We study", 4, api_name="/greedy")
+        client = Client(url, verbose=False)
+        assert client.predict("We study", 4, api_name="/greedy")
+        # The time cap: a long request returns what it had at 0.3 s, a prefix of the full text.
+        n = min(500, engine.context_size - 1)
+        cut = client.predict("We study", n, api_name="/greedy")
+        full = engine.generate("We study", [SamplingParams()], n)[0]
+        assert full.text.startswith(cut)
+        if full.stats.elapsed_s > 0.6:  # well past the cap here too: the server must have cut it
+            assert len(cut) < len(full.text)
     finally:
         stop_server(proc)
