@@ -65,11 +65,8 @@ def test_push_uploads_the_folder_to_the_repo_root(tmp_path):
     assert upload["folder_path"] == str(tmp_path) and "checkpoint-*" in upload["ignore_patterns"]
 
 
-def test_card_names_a_hub_base_model(tmp_path):
-    import yaml
-
-    from finetune.card import model_card
-
+def _card_inputs() -> tuple[dict, dict]:
+    """metrics.json and resolved options of a fine-tuning run, as model_card takes them."""
     split = {"validation_perplexity": 20.0, "test_perplexity": 21.0}
     metrics = {"before": split, "after": split, "train_steps": 1, "tokens_seen": 10,
                "tokens_per_s": 5.0, "wall_time_s": 2.0, "data": {
@@ -79,6 +76,15 @@ def test_card_names_a_hub_base_model(tmp_path):
     config = {"from_scratch": None, "model": "EleutherAI/gpt-neo-125m", "license": "mit",
               "block_size": 512, "learning_rate": 5e-5, "warmup_ratio": 0.05, "batch_size": 8,
               "gradient_accumulation_steps": 4}
+    return metrics, config
+
+
+def test_card_names_a_hub_base_model(tmp_path):
+    import yaml
+
+    from finetune.card import model_card
+
+    metrics, config = _card_inputs()
     front = yaml.safe_load(model_card("me/neo", metrics, config).split("---")[1])
     assert front["base_model"] == "EleutherAI/gpt-neo-125m"
     assert front["model-index"][0]["name"] == "neo"
@@ -88,15 +94,7 @@ def test_card_names_a_hub_base_model(tmp_path):
 def test_card_shows_three_loaders_and_links_the_space():
     from finetune.card import model_card
 
-    split = {"validation_perplexity": 20.0, "test_perplexity": 21.0}
-    metrics = {"before": split, "after": split, "train_steps": 1, "tokens_seen": 10,
-               "tokens_per_s": 5.0, "wall_time_s": 2.0, "data": {
-                   "multi_xscience": True, "source": "multi-xscience",
-                   "blocks": {"train": 1, "validation": 1, "test": 1}},
-               "hardware": {"processes": 1, "device_name": "H100", "precision": "bf16"}}
-    config = {"from_scratch": None, "model": "EleutherAI/gpt-neo-125m", "license": "mit",
-              "block_size": 512, "learning_rate": 5e-5, "warmup_ratio": 0.05, "batch_size": 8,
-              "gradient_accumulation_steps": 4}
+    metrics, config = _card_inputs()
     linked = model_card("me/neo", metrics, {**config, "space_id": "me/neo-demo"})
     assert 'AutoModelForCausalLM.from_pretrained("me/neo")' in linked
     assert 'ORTModelForCausalLM.from_pretrained("me/neo", subfolder="onnx")' in linked
