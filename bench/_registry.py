@@ -20,6 +20,7 @@ class BenchModel:
     onnx_dir: Path
     threads: int
     tokenizer: object = None
+    config: dict = field(default_factory=dict)  # config.json of the PyTorch model
     loaded: dict = field(default_factory=dict)
 
     def cached(self, key: str, factory: Callable[[], object]) -> object:
@@ -51,6 +52,7 @@ class Row:
     ttft_ms: float
     decode_tok_s: float  # all rows together
     ms_per_step: float   # one decoding step for the whole batch
+    prefill_gflop_s: float = 0.0  # the prompt's model FLOPs (see decode.prefill_flops) / TTFT
 
 
 class Skip(Exception):

@@ -119,18 +119,25 @@ ENGINE_STRATEGIES = {
 }
 
 
-def _engine(label: str, precision: str, strategies: tuple[str, ...],
+def _engine(label: str, precision: str | None, strategies: tuple[str, ...],
             per_batch_row: bool = True) -> Runner:
+    """An engine row; precision None is the engine's default (decode.json's fastest variant
+    that passed the export gate, or int8 for a plain optimum export)."""
     def runner(model: BenchModel, case: BenchCase) -> Row:
         from generation import Engine, SamplingParams
-        from generation.model import ONNX_FILES
 
-        if not (model.onnx_dir / ONNX_FILES[precision]).exists():
-            raise Skip(f"{model.onnx_dir / ONNX_FILES[precision]} is absent")
         if not per_batch_row and case.batch != 1:
             raise Skip("the side-by-side strategies row is measured at batch 1 (3 rows)")
-        engine = model.cached(f"engine {precision}",
-                              lambda: Engine.load(model.onnx_dir, precision=precision, provider="cpu"))
+
+        def load():
+            try:
+                return Engine.load(model.onnx_dir, precision=precision, provider="cpu")
+            except ValueError as err:  # that precision is not in the export
+                return err
+        engine = model.cached(f"engine {precision}", load)
+        if isinstance(engine, ValueError):
+            raise Skip(str(engine).splitlines()[0])
+        model.loaded.setdefault("engine files", {})[label] = engine.info.get("onnx_file")
         names = strategies * case.batch if per_batch_row else strategies
         params = [SamplingParams(**ENGINE_STRATEGIES[n]) for n in names]
         ids = case.prompts[0]
@@ -147,12 +154,13 @@ def _engine(label: str, precision: str, strategies: tuple[str, ...],
     return runner
 
 
-for _precision in ("int8", "fp32", "int4"):
+for _precision in ("fp32", "int8", "int4"):
     backend(f"engine {_precision}")(_engine(f"engine {_precision}", _precision, ("greedy",)))
+backend("engine")(_engine("engine", None, ("greedy",)))
 for _name in ("top-k", "top-p"):
-    backend(f"engine int8 {_name}")(_engine(f"engine int8 {_name}", "int8", (_name,)))
-backend("engine int8 3 strategies")(_engine("engine int8 3 strategies", "int8",
-                                            ("greedy", "top-k", "top-p"), per_batch_row=False))
+    backend(f"engine {_name}")(_engine(f"engine {_name}", None, (_name,)))
+backend("engine 3 strategies")(_engine("engine 3 strategies", None, ("greedy", "top-k", "top-p"),
+                                       per_batch_row=False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,8 +185,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", type=Path, default=_setup.SHARED_GPT2,
                    help="GPT-2 tokenizer files for --random-init (default: ../shared/tokenizers/gpt2)")
     p.add_argument("--json", type=Path, default=None,
-                   help="where to write the results (default: bench/results/decode_<model>.json)")
+                   help="where to write the results (default: a new file "
+                        "bench/results/decode_<model>_<UTC time>.json; an existing file is "
+                        "refused unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="allow --json to replace a file")
+    p.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip the memory-floor row (it allocates a buffer of 4x the last-level "
+                        "cache and takes ~10 s)")
     return p
+
+
+def prefill_flops(config: dict, prompt_tokens: int) -> float:
+    """Useful FLOPs of a GPT-Neo prefill: 2 per weight per token for the layers' matmuls, the
+    attention products (QK^T and PV over each position's visible keys: the window on local
+    layers) and one row of logits (what a generation needs; graphs that compute logits at
+    every position do extra work that is not counted)."""
+    d, layers = config["hidden_size"], config["num_layers"]
+    ff = config.get("intermediate_size") or 4 * d
+    windows = [config.get("window_size", 256) if kind == "local" else 0
+               for kind in _attention_layers(config)]
+    matmuls = 2 * prompt_tokens * layers * (4 * d * d + 2 * d * ff)
+    visible = sum(sum(min(t + 1, w) if w else t + 1 for t in range(prompt_tokens)) for w in windows)
+    return float(matmuls + 4 * d * visible + 2 * d * config["vocab_size"])
+
+
+def _attention_layers(config: dict) -> list[str]:
+    if config.get("attention_layers"):
+        return list(config["attention_layers"])
+    return [kind for kinds, n in config["attention_types"] for _ in range(n) for kind in kinds]
 
 
 def prepare(args: argparse.Namespace, log=print) -> BenchModel:
@@ -200,7 +234,9 @@ def prepare(args: argparse.Namespace, log=print) -> BenchModel:
         if args.onnx_dir is None:
             _setup.ensure_export(torch_dir, onnx_dir, args.gate, log)
         name = torch_dir.name
-    return BenchModel(name, torch_dir, onnx_dir, threads, AutoTokenizer.from_pretrained(torch_dir))
+    config = json.loads((torch_dir / "config.json").read_text())
+    return BenchModel(name, torch_dir, onnx_dir, threads, AutoTokenizer.from_pretrained(torch_dir),
+                      config=config)
 
 
 def run_all(model: BenchModel, args: argparse.Namespace, log=print) -> tuple[list[Row], dict]:
@@ -215,19 +251,47 @@ def run_all(model: BenchModel, args: argparse.Namespace, log=print) -> tuple[lis
             except Skip as why:
                 skipped[name] = str(why)
                 break
+            flops = prefill_flops(model.config, len(case.prompts[0]))
+            row.prefill_gflop_s = round(flops / max(row.ttft_ms / 1e3, 1e-9) / 1e9, 2)
             log(f"[bench] {row.backend:<16} batch {row.batch}: {row.decode_tok_s:8.1f} tok/s, "
-                f"TTFT {row.ttft_ms:8.1f} ms")
+                f"TTFT {row.ttft_ms:8.1f} ms ({row.prefill_gflop_s:.1f} GFLOP/s)")
             rows.append(row)
     return rows, skipped
 
 
-def table(rows: list[Row]) -> str:
-    """A Markdown table of the rows."""
-    lines = ["| backend | batch | prompt | new | TTFT (ms) | decode tok/s (all rows) | ms/step |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def table(rows: list[Row], floors: list[dict] = ()) -> str:
+    """A Markdown table of the rows, then the memory-floor rows."""
+    lines = ["| backend | batch | prompt | new | TTFT (ms) | prefill GFLOP/s | "
+             "decode tok/s (all rows) | ms/step |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r.backend} | {r.batch} | {r.prompt_tokens} | {r.new_tokens} | {r.ttft_ms:.1f} | "
-              f"{r.decode_tok_s:.1f} | {r.ms_per_step:.2f} |" for r in rows]
+              f"{r.prefill_gflop_s:.1f} | {r.decode_tok_s:.1f} | {r.ms_per_step:.2f} |" for r in rows]
+    lines += [f"| memory floor: {f['file']} ({f['weight_bytes'] / 2**20:.1f} MiB / "
+              f"{f['bandwidth_gbs']:.1f} GB/s) | 1 | | | | | {1e3 / f['ms_per_step']:.1f} | "
+              f"{f['ms_per_step']:.2f} |" for f in floors]
     return "\n".join(lines)
+
+
+def memory_floors(model: BenchModel, rows: list[Row], log=print) -> list[dict]:
+    """The floor row for every ONNX file an engine row ran, and each engine row's ratio to it."""
+    from bench import _floor
+
+    files = model.loaded.get("engine files", {})
+    if not files:
+        return []
+    bandwidth = _floor.read_bandwidth()
+    log(f"[bench] read bandwidth: {json.dumps(bandwidth)}")
+    floors = []
+    for path in sorted(set(files.values())):
+        read = _floor.weight_bytes_per_step(path, batch=1)
+        ms = read["total"] / (bandwidth["bandwidth_gbs"] * 1e9) * 1e3
+        ratios = {r.backend: round(r.ms_per_step / ms, 2) for r in rows
+                  if files.get(r.backend) == path and r.batch == 1}
+        floors.append({"file": Path(path).name, "weight_bytes": read["total"],
+                       "gathered_tables_bytes": read["gathered_tables"], **bandwidth,
+                       "ms_per_step": round(ms, 3), "engine_step_over_floor": ratios})
+        log(f"[bench] floor {Path(path).name}: {ms:.2f} ms/step; engine rows / floor: {ratios}")
+    return floors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     problems = [f"unknown backend(s) {unknown}; known: {list(BACKENDS)}"] if unknown else []
     if args.new_tokens < 2 or args.prompt_tokens < 1 or min(args.batch) < 1 or args.repeats < 1:
         problems.append("--new-tokens must be >= 2; --prompt-tokens, --batch, --repeats >= 1")
+    slug = (args.random_init or (args.model.resolve().name if args.model else "model")).replace("/", "_")
+    path = args.json or (_setup.REPO_ROOT / "bench" / "results"
+                         / f"decode_{slug}_{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json")
+    if path.exists() and not args.overwrite:
+        problems.append(f"--json {path} exists; pass --overwrite to replace it")
     try:
         if problems:
             raise ValueError("; ".join(problems))
@@ -247,15 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] machine: {json.dumps(machine)}")
     rows, skipped = run_all(model, args)
     machine["load_average_1m_at_end"] = _setup.machine_info(model.threads)["load_average_1m_at_start"]
-    print(table(rows))
+    floors = memory_floors(model, rows) if args.floor else []
+    print(f"[bench] load average (1 min): {machine['load_average_1m_at_start']} at the start, "
+          f"{machine['load_average_1m_at_end']} at the end")
+    print(table(rows, floors))
     for name, why in skipped.items():
         print(f"[bench] skipped {name}: {why}")
-    slug = (args.random_init or model.name).replace("/", "_")
-    path = args.json or _setup.REPO_ROOT / "bench" / "results" / f"decode_{slug}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     result = {"model": model.name, "torch_dir": str(model.torch_dir), "onnx_dir": str(model.onnx_dir),
               "command": "python bench/decode.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-              "machine": machine, "rows": [asdict(r) for r in rows], "skipped": skipped,
+              "machine": machine, "rows": [asdict(r) for r in rows], "memory_floor": floors,
+              "skipped": skipped,
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"[bench] wrote {path}")

@@ -93,3 +93,48 @@ def test_measure_uses_ticks_from_one_run_and_checks_their_count():
 
     with pytest.raises(RuntimeError, match="3 ticks for 6 tokens"):
         decode.measure("short", lambda n, tick: [tick() for _ in range(min(n, 3))], case)
+
+
+def test_an_existing_json_is_refused_before_any_work(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "kept.json"
+    out.write_text('{"tracked": true}')
+    assert decode.main(["--model", str(tiny_model_dir), "--json", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert out.read_text() == '{"tracked": true}'
+
+
+def test_default_json_path_is_a_new_file(exported, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(_setup, "REPO_ROOT", tmp_path)
+    argv = ["--model", str(tiny_model_dir), "--onnx-dir", str(exported[1]), "--new-tokens", "2",
+            "--prompt-tokens", "4", "--batch", "1", "--backends", "optimum fp32"]
+    assert decode.main(argv) == 0
+    written = list((tmp_path / "bench" / "results").glob("decode_*.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["rows"]
+
+
+def test_weight_bytes_count_only_the_gathered_rows_of_tables(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bench import _floor
+
+    table = numpy_helper.from_array(np.zeros((10, 4), np.float32), "table")  # 160 B, 16 B a row
+    weight = numpy_helper.from_array(np.zeros((4, 3), np.float32), "weight")  # 48 B
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["h"]),
+         helper.make_node("MatMul", ["h", "weight"], ["y"])], "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [table, weight])
+    onnx.save(helper.make_model(graph), tmp_path / "g.onnx")
+    assert _floor.weight_bytes_per_step(tmp_path / "g.onnx", batch=1) == {
+        "total": 48 + 16, "dense": 48, "gathered_tables": 160}
+    assert _floor.weight_bytes_per_step(tmp_path / "g.onnx", batch=3)["total"] == 48 + 48
+
+
+def test_prefill_flops_by_hand():
+    config = {"hidden_size": 2, "num_layers": 2, "intermediate_size": 8, "vocab_size": 5,
+              "window_size": 2, "attention_layers": ["global", "local"]}
+    # matmuls 2·3·2·(4·4 + 2·2·8) = 576; visible keys 1+2+3 (global) + 1+2+2 (local) = 11,
+    # times 4·d = 88; one logits row 2·2·5 = 20.
+    assert decode.prefill_flops(config, 3) == 576 + 88 + 20
