@@ -176,25 +176,32 @@ def test_runs_without_torch_transformers_optimum(which, request):
     assert out["token_ids"] == here.generate(PROMPTS[3], [SamplingParams()], 16)[0].token_ids
 
 
-@pytest.mark.slow
-def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8_onnx_dir, engine):
+def load_from_fake_hub(tmp_path, repo_id: str, model_dir, onnx_dir) -> tuple[dict, set[str], dict]:
+    """Serve model_dir (PyTorch weights at the root) + onnx_dir (in onnx/) as a Hub repo and
+    load it in a torch-free interpreter. Returns (its output, the files fetched, the env)."""
     repo = tmp_path / "repo"
-    shutil.copytree(tiny_model_dir, repo)  # PyTorch weights at the root, ONNX in onnx/
-    shutil.copytree(int8_onnx_dir, repo / "onnx")
-    server, requested = serve_repo("someone/tiny-neo", repo)
+    shutil.copytree(model_dir, repo)
+    shutil.copytree(onnx_dir, repo / "onnx")
+    server, requested = serve_repo(repo_id, repo)
     try:
         env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
                "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
                "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-        out = run_without_torch("someone/tiny-neo", PROMPTS[0], env)
+        out = run_without_torch(repo_id, PROMPTS[0], env)
     finally:
         server.shutdown()
+    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for p in requested if "/resolve/" in p}
+    return out, fetched, env
+
+
+@pytest.mark.slow
+def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8_onnx_dir):
+    out, fetched, env = load_from_fake_hub(tmp_path, "someone/tiny-neo", tiny_model_dir, int8_onnx_dir)
     # Later, offline (or with the Hub down): the cached snapshot is used.
     offline = run_without_torch("someone/tiny-neo", PROMPTS[0], {**env, "HF_HUB_OFFLINE": "1"})
     assert offline["token_ids"] == out["token_ids"]
     assert out["info"]["precision"] == "int8"
     assert out["info"]["onnx_file"].endswith("onnx/model_int8.onnx")
-    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for p in requested if "/resolve/" in p}
     assert "onnx/model_int8.onnx" in fetched and "onnx/tokenizer.json" in fetched
     assert not {"onnx/model.onnx", "model.safetensors"} & fetched
     int8 = Engine.load(int8_onnx_dir, provider="cpu")
@@ -203,19 +210,8 @@ def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8
 
 @pytest.mark.slow
 def test_hub_repo_with_a_decode_graph_downloads_only_that_graph(tmp_path, tiny_model_dir, decode_dir):
-    repo = tmp_path / "repo"
-    shutil.copytree(tiny_model_dir, repo)
-    shutil.copytree(decode_dir, repo / "onnx")
-    server, requested = serve_repo("someone/tiny-neo-decode", repo)
-    try:
-        env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
-               "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
-               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-        out = run_without_torch("someone/tiny-neo-decode", PROMPTS[0], env)
-    finally:
-        server.shutdown()
+    out, fetched, _ = load_from_fake_hub(tmp_path, "someone/tiny-neo-decode", tiny_model_dir, decode_dir)
     assert out["info"]["graph"] == "decode" and out["info"]["precision"] == "int4"
-    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for p in requested if "/resolve/" in p}
     assert {"onnx/decode.json", "onnx/decode_int4.onnx", "onnx/tokenizer.json"} <= fetched
     assert not {"onnx/model.onnx", "onnx/decode_fp32.onnx", "onnx/decode_int8.onnx",
                 "model.safetensors"} & fetched
