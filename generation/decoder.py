@@ -188,7 +188,10 @@ class DecodeRunner:
             ValueError: B is 0 or beyond cache.rows, or a slot is full or empty.
         """
         batch = len(tokens)
-        self._check(cache, range(batch), 1, need_past=True)
+        lengths = cache.lengths[:batch]
+        longest = int(lengths.max()) if 0 < batch <= cache.rows else -1
+        if longest < 0 or longest + 1 > cache.capacity or lengths.min() == 0:
+            self._check(cache, range(batch), 1, need_past=True)  # raises, saying what is wrong
         bound = cache._bound.get(batch)
         if bound is None:
             # Bound once per batch size: later steps only rewrite these small input buffers.
@@ -198,11 +201,10 @@ class DecodeRunner:
             bound = cache._bound[batch] = (self._bind(cache.views(0, batch), feeds, logits),
                                            feeds, logits)
         binding, feeds, logits = bound
-        lengths = cache.lengths[:batch]
         feeds["input_ids"][:, 0] = tokens
         feeds["position_ids"][:, 0] = lengths
         feeds["seqlens_k"][:] = lengths  # (length + 1 new) - 1
-        feeds["total_sequence_length"][()] = lengths.max() + 1
+        feeds["total_sequence_length"][()] = longest + 1
         self.session.run_with_iobinding(binding)
         lengths += 1
         return logits[:, 0]
@@ -213,8 +215,8 @@ class DecodeRunner:
     def _check(self, cache: SlotCache, slots, seq: int, need_past: bool = False) -> None:
         slots = list(slots)
         if not slots or slots[-1] >= cache.rows or min(slots) < 0:
-            raise ValueError(f"slots {slots[0] if slots else ''}..{slots[-1] if slots else ''} "
-                             f"are outside the cache's {cache.rows} rows")
+            where = f"{slots[0]}..{slots[-1]}" if slots else "(none)"
+            raise ValueError(f"slots {where} are outside the cache's {cache.rows} rows")
         if seq < 1:
             raise ValueError("no tokens to feed")
         lengths = cache.lengths[slots]

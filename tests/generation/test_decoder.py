@@ -114,6 +114,8 @@ def test_misuse_is_a_clear_error(engine, optimum_engine):
     runner.prefill(cache, 0, [1, 2, 3])
     with pytest.raises(ValueError, match="prefilled first"):
         runner.step(cache, np.array([1, 2]))
+    with pytest.raises(ValueError, match="outside the cache's 2 rows"):
+        runner.step(cache, np.array([1, 2, 3]))
     with pytest.raises(ValueError, match="keep must be in"):
         runner.prefill(cache, 1, [1], keep=2)
     legacy = optimum_engine._runner
