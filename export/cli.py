@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_argument_group("quantization")
     q.add_argument("--int4-block-size", type=int, default=32,
                    help="MatMulNBits block size along K (power of two >= 16)")
-    q.add_argument("--int8-block-size", type=int, default=32,
-                   help="MatMulNBits block size of decode_int8.onnx (power of two >= 16)")
+    q.add_argument("--int8-block-size", type=int, default=128,
+                   help="MatMulNBits block size of decode_int8.onnx (power of two >= 16; 128: "
+                        "as accurate as 32 on the demo model and ~15%% less CPU a step at 125M)")
     q.add_argument("--int4-embeddings", action="store_true",
                    help="also quantize the embedding tables to 4 bits in model_int4.onnx "
                         "(GatherBlockQuantized): a much smaller file, checked by the same gate")

@@ -76,6 +76,7 @@ def decode_manifest(config: DecodeConfig, files: dict[str, Path], default: str, 
         "vocab_size": config.vocab_size,
         "context": config.context,
         "block_sizes": {p: block_sizes[p] for p in files if p in block_sizes},
+        "pad_rows": {p: p != "fp32" for p in files},  # see export/decode_graph.py
         "gate": gate,
     }
 

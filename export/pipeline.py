@@ -13,7 +13,7 @@ from export.decode_gate import run_decode_gate
 from export.gate import GateResult, GateSettings, run_gate
 
 FILE_NAMES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_int4.onnx"}
-DEFAULT_INT8_BLOCK = 32
+DEFAULT_INT8_BLOCK = 128
 
 
 @dataclass
