@@ -89,6 +89,15 @@ def test_a_decode_export_loads_its_default_and_each_precision(decode_dir):
     assert int8.info["layers"] == 2
 
 
+def test_a_decode_json_naming_a_non_decode_graph_is_a_clear_error(tmp_path, tiny_onnx_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_onnx_dir, broken)
+    (broken / "decode.json").write_text(json.dumps(
+        {"format": 1, "files": {"fp32": "model.onnx"}, "default": "fp32"}))
+    with pytest.raises(ValueError, match="the decode graph has no input 'seqlens_k'"):
+        Engine.load(broken, provider="cpu")
+
+
 def test_info_matches_the_checkpoint(engine, hf_model):
     info = engine.info
     assert info["provider"] == "cpu" and info["precision"] == "fp32"
