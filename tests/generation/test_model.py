@@ -69,6 +69,8 @@ def test_decode_json_picks_the_graph():
     # Without decode.json, or with the decode graph refused (CUDA): optimum's files.
     assert pick(files, use_decode=False) == ("model_int8.onnx", "int8", None)
     assert pick([f for f in files if f != "decode.json"]) == ("model_int8.onnx", "int8", None)
+    with pytest.raises(ValueError, match="no ONNX model found.*CUDA needs optimum's model.onnx"):
+        pick(["decode.json", "decode_int4.onnx"], use_decode=False)
     with pytest.raises(ValueError, match=r"no int8 decode graph in decode.json; available: "
                                          r"fp32 \(decode_fp32.onnx\), int4 \(decode_int4.onnx\)"):
         pick(files, "int8")
