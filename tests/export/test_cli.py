@@ -44,7 +44,7 @@ def test_export_writes_the_decode_graphs_that_passed_and_decode_json(exported):
         assert checks[f"decode fp32 logits {label} cached steps"] <= 1e-4
     assert checks["decode fp32 greedy 64 tokens vs transformers generate"] == 0
     assert {"decode int8 perplexity increase", "decode int4 greedy-token agreement"} <= set(checks)
-    assert set(manifest["gate"]["step_ms_batch1_noisy"]) == {"fp32", "int8", "int4"}
+    assert set(manifest["gate"]["cpu_ms_per_step_batch1"]) == {"fp32", "int8", "int4"}
     assert count_ops(out / "decode_int4.onnx")["MatMulNBits"] == 2 * 4 + 1
 
 
