@@ -1,4 +1,5 @@
-"""Fixtures of the generation tests: engines on the tiny exported model (fp32 and int8)."""
+"""Fixtures of the generation tests: engines on the tiny exported model (the decode graph at
+fp32/int8/int4, and optimum's graph alone)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,40 @@ PROMPTS = [
 ]
 
 
+DECODE_PRECISIONS = ("fp32", "int8", "int4")
+
+
 @pytest.fixture(scope="session")
-def engine(tiny_onnx_dir) -> Engine:
-    """The fp32 tiny model on the CPU."""
+def decode_dir(tmp_path_factory, tiny_model_dir, tiny_onnx_dir) -> Path:
+    """The tiny export (optimum's model.onnx) plus decode graphs at every precision and
+    decode.json, written by export's own functions (without its gate, to stay fast)."""
+    from export.decode_export import (
+        decode_manifest,
+        read_checkpoint,
+        write_decode_graphs,
+        write_manifest,
+    )
+
+    out = tmp_path_factory.mktemp("tiny_decode")
+    for item in tiny_onnx_dir.iterdir():
+        if item.is_file():
+            shutil.copy(item, out / item.name)
+    config, weights = read_checkpoint(tiny_model_dir)
+    blocks = {"int8": 16, "int4": 16}  # the tiny model is 32 wide
+    files = write_decode_graphs(config, weights, out, DECODE_PRECISIONS, blocks)
+    write_manifest(out, decode_manifest(config, files, "int4", None, blocks))
+    return out
+
+
+@pytest.fixture(scope="session")
+def engine(decode_dir) -> Engine:
+    """The tiny model's fp32 decode graph on the CPU."""
+    return Engine.load(decode_dir, precision="fp32", provider="cpu")
+
+
+@pytest.fixture(scope="session")
+def optimum_engine(tiny_onnx_dir) -> Engine:
+    """The tiny model through optimum's fp32 graph alone (a repo without a decode graph)."""
     return Engine.load(tiny_onnx_dir, provider="cpu")
 
 
