@@ -143,5 +143,5 @@ def test_a_bundle_holding_the_token_is_never_uploaded(capsys, monkeypatch, hubs)
     # A token that happens to occur in the bundle (here: in requirements.txt and README.md).
     monkeypatch.setenv("HF_TOKEN", "onnxruntime")
     code, out, err, _ = deploy_cli(capsys)
-    assert code == 1 and hubs == []
-    assert "refusing to upload" in err and "contains your Hugging Face token" in err
+    assert code == 2 and hubs == [] and err.count("\n") == 1
+    assert "refusing to build" in err and "contains a Hugging Face token" in err
