@@ -145,9 +145,10 @@ def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8
     shutil.copytree(int8_onnx_dir, repo / "onnx")
     server, requested = serve_repo("someone/tiny-neo", repo)
     try:
+        # Online first, whatever the caller's environment says (offline users export HF_HUB_OFFLINE=1).
         env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
                "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
-               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0"}
         out = run_without_torch("someone/tiny-neo", PROMPTS[0], env)
     finally:
         server.shutdown()
@@ -161,3 +162,16 @@ def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8
     assert not {"onnx/model.onnx", "model.safetensors"} & fetched
     int8 = Engine.load(int8_onnx_dir, provider="cpu")
     assert out["token_ids"] == int8.generate(PROMPTS[0], [SamplingParams()], 16)[0].token_ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE=1", "online"])
+def test_the_hub_test_passes_with_and_without_offline_mode(offline):
+    """The suite must pass for users who export HF_HUB_OFFLINE=1 / TRANSFORMERS_OFFLINE=1."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    if offline:
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    test = "tests/generation/test_model.py::test_hub_repo_id_downloads_only_what_it_needs"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:]
