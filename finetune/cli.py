@@ -116,8 +116,6 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     Raises:
         ConfigError, DataError: user errors found while loading.
     """
-    from finetune.sources import load_splits
-    from finetune.tokenize_cache import load_tokenizer, tokenize_splits
     from finetune.train import (
         build_model,
         check_finite,
@@ -133,16 +131,7 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
         clear_earlier_run(cfg, log)
         out.mkdir(parents=True, exist_ok=True)
         (out / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    # Rank 0 downloads and tokenizes first; the others then read its cache.
-    with args.main_process_first(desc="data preparation"):
-        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, text_field=cfg.text_field,
-                             min_words=cfg.min_words, max_words=cfg.max_words,
-                             val_fraction=cfg.val_fraction,
-                             test_fraction=cfg.test_fraction,
-                             max_train_samples=cfg.max_train_samples,
-                             max_eval_samples=cfg.max_eval_samples, log=log)
-        blocks = tokenize_splits(splits, tokenizer, cfg.block_size, cfg.cache_dir, log=log)
+    tokenizer, splits, blocks = _prepare_data(cfg, args, log)
     model = build_model(cfg, tokenizer)
     trainer = make_trainer(cfg, args, model, tokenizer, blocks, callbacks)
     log(f"finetune: {model.num_parameters():,} parameters, {args.world_size} process(es), "
@@ -169,6 +158,23 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     return metrics
+
+
+def _prepare_data(cfg, args, log):
+    """(tokenizer, abstracts per split, token blocks per split)."""
+    from finetune.sources import load_splits
+    from finetune.tokenize_cache import load_tokenizer, tokenize_splits
+
+    # Rank 0 downloads and tokenizes first; the others then read its cache.
+    with args.main_process_first(desc="data preparation"):
+        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, text_field=cfg.text_field,
+                             min_words=cfg.min_words, max_words=cfg.max_words,
+                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                             max_train_samples=cfg.max_train_samples,
+                             max_eval_samples=cfg.max_eval_samples, log=log)
+        blocks = tokenize_splits(splits, tokenizer, cfg.block_size, cfg.cache_dir, log=log)
+    return tokenizer, splits, blocks
 
 
 def _perplexities(trainer, blocks):

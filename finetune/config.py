@@ -191,6 +191,14 @@ def validate(cfg: FinetuneConfig) -> None:
         issues.append(f"--max-words must be >= 1 and >= --min-words (got {cfg.max_words})")
     if cfg.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
         issues.append("--report-to wandb needs the wandb package (pip install wandb)")
+    issues += _source_issues(cfg)
+    if issues:
+        raise ConfigError("\n".join(issues))
+
+
+def _source_issues(cfg: FinetuneConfig) -> list[str]:
+    """Problems with what the run reads (data, model, tokenizer) and where it publishes."""
+    issues = []
     if cfg.data != MULTI_XSCIENCE and not Path(cfg.data).exists():
         issues.append(f"--data {cfg.data}: no such file or directory")
     if cfg.from_scratch and cfg.from_scratch not in PRESETS:
@@ -220,8 +228,7 @@ def validate(cfg: FinetuneConfig) -> None:
         if get_token() is None:
             issues.append("--push-to-hub needs a Hugging Face token: set HF_TOKEN or run "
                           "`huggingface-cli login`")
-    if issues:
-        raise ConfigError("\n".join(issues))
+    return issues
 
 
 # The allowed range of each float option, as (test, wording).

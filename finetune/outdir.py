@@ -97,7 +97,8 @@ def check_output_dir(cfg: FinetuneConfig) -> None:
         last, skipped = last_complete_checkpoint(out)
         if last is None:
             incomplete = f" ({', '.join(p.name for p in skipped)} is incomplete)" if skipped else ""
-            raise ConfigError(f"--resume: no complete checkpoint-* directory in {out}{incomplete}")
+            raise ConfigError(f"--resume: no complete checkpoint-* directory in {out}{incomplete}; "
+                              "pass --overwrite instead of --resume to start afresh")
         return
     if cfg.overwrite:
         return
