@@ -78,14 +78,27 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def check_options(cfg: FinetuneConfig) -> None:
+    """Every option and path problem in one error; then whether --output-dir fits the run.
+
+    Raises:
+        ConfigError: one problem per line.
+    """
+    issues = path_issues(cfg)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        issues = str(err).splitlines() + issues
+    if issues:
+        raise ConfigError("\n".join(issues))
+    check_output_dir(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2 for user errors)."""
     cfg = parse_args(argv)
     try:
-        validate(cfg)
-        if issues := path_issues(cfg):
-            raise ConfigError("\n".join(issues))
-        check_output_dir(cfg)
+        check_options(cfg)
     except ConfigError as err:
         print("\n".join(f"error: {line}" for line in str(err).splitlines()), file=sys.stderr)
         return 2

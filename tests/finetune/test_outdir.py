@@ -35,6 +35,15 @@ def test_unusable_paths_are_one_line_before_loading(tmp_path, capsys, monkeypatc
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
+def test_path_and_option_problems_are_listed_together(tmp_path, capsys, monkeypatch):
+    code, err = _cli(tmp_path, capsys, monkeypatch, "--output-dir", "/dev/null/out",
+                     "--cache-dir", "/dev/null/cache", "--epochs", "inf")
+    assert code == 2 and err == [
+        "error: --epochs must be a finite number (got inf)",
+        "error: --output-dir /dev/null/out: /dev/null is not a directory",
+        "error: --cache-dir /dev/null/cache: /dev/null is not a directory"]
+
+
 def _finished(out: Path) -> Path:
     out.mkdir(parents=True)
     for name in ("config.json", "model.safetensors", "metrics.json", "README.md"):
