@@ -15,12 +15,15 @@ from pathlib import Path
 
 from finetune.config import ConfigError, FinetuneConfig
 
-# What a finished run leaves in --output-dir beside its checkpoints (and what --overwrite
-# deletes; nothing else in the directory is touched).
-RESULT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json", "generation_config.json",
-                "metrics.json", "baseline_metrics.json", "README.md", "loss.png",
-                "trainer_state.json", "training_args.bin", "finetune_config.json")
-FINISHED_MARKERS = ("model.safetensors", "pytorch_model.bin", "metrics.json")
+# The files a run writes into --output-dir when it finishes: a directory holding any of them
+# (an earlier run, an export, a project folder with a README.md) is never written over
+# without --overwrite.
+END_FILES = ("model.safetensors", "pytorch_model.bin", "config.json", "generation_config.json",
+             "metrics.json", "README.md", "loss.png", "trainer_state.json", "training_args.bin",
+             "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+             "merges.txt")
+# Written when a run starts; a run that failed early leaves them, which must not block a rerun.
+START_FILES = ("finetune_config.json", "baseline_metrics.json")
 # Trainer writes these into every checkpoint, trainer_state.json last: a checkpoint that
 # lacks one (or whose state does not parse) was cut short, e.g. by `kill -9`.
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
@@ -106,10 +109,11 @@ def check_output_dir(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"{out} already holds checkpoints ({found[0].name}): pass --resume to "
                           "continue that run, --overwrite to start afresh, or choose another "
                           "--output-dir")
-    finished = [name for name in FINISHED_MARKERS if (out / name).is_file()]
-    if finished:
-        raise ConfigError(f"{out} already holds a finished model ({', '.join(finished)}): pass "
-                          "--overwrite to replace it, or choose another --output-dir")
+    present = [name for name in END_FILES if (out / name).exists()]
+    if present:
+        raise ConfigError(f"{out} already holds a model or files this run would replace "
+                          f"({', '.join(present)}): pass --overwrite to replace them, or choose "
+                          "another --output-dir")
 
 
 def clear_earlier_run(cfg: FinetuneConfig, log: Callable[[str], None]) -> None:
@@ -121,7 +125,8 @@ def clear_earlier_run(cfg: FinetuneConfig, log: Callable[[str], None]) -> None:
     if not cfg.overwrite:
         return
     out = Path(cfg.output_dir)
-    stale = checkpoints(out) + [out / name for name in RESULT_FILES if (out / name).is_file()]
+    stale = checkpoints(out) + [out / name for name in END_FILES + START_FILES
+                                if (out / name).is_file()]
     for path in stale:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if stale:

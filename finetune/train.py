@@ -21,6 +21,7 @@ from transformers import (
 
 from finetune.config import ConfigError, FinetuneConfig, TrainingDiverged, scratch_config_fields
 from finetune.speed import SpeedCallback, flops_per_token, peak_flops
+from finetune.tokenize_cache import first_line
 
 
 class BlockDataset(torch.utils.data.Dataset):
@@ -53,7 +54,10 @@ def build_model(cfg: FinetuneConfig, tokenizer):
         torch.manual_seed(cfg.seed)
         model = GPTNeoForCausalLM(config)
     else:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(cfg.model)
+        except OSError as err:
+            raise ConfigError(f"--model {cfg.model}: cannot load ({first_line(err)})") from err
         if model.config.max_position_embeddings < cfg.block_size:
             raise ConfigError(f"--block-size {cfg.block_size} exceeds {cfg.model}'s "
                               f"max_position_embeddings ({model.config.max_position_embeddings})")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from finetune.cli import main, parse_args
-from finetune.outdir import last_complete_checkpoint
+from finetune.outdir import check_output_dir, last_complete_checkpoint
 
 COMPLETE = ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt")
 
@@ -58,8 +58,21 @@ def test_a_finished_model_is_not_overwritten_without_overwrite(tmp_path, capsys,
     assert (out / "model.safetensors").read_text() == "earlier run"
 
 
+def test_any_file_the_run_would_replace_is_kept_but_a_failed_start_is_not(tmp_path, capsys,
+                                                                           monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("the user's own README")
+    code, err = _cli(tmp_path, capsys, monkeypatch, "--output-dir", str(project))
+    assert code == 2 and len(err) == 1 and "README.md" in err[0] and "--overwrite" in err[0]
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "finetune_config.json").write_text("{}")  # what a run that died loading data leaves
+    check_output_dir(parse_args(["--output-dir", str(failed)]))
+
+
 def test_overwrite_lets_the_run_start_and_clears_the_earlier_run(tmp_path, capsys, monkeypatch):
-    from finetune.outdir import check_output_dir, clear_earlier_run
+    from finetune.outdir import clear_earlier_run
 
     out = _finished(tmp_path / "out")
     (out / "checkpoint-40").mkdir()
