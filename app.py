@@ -20,6 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from generation import Engine, SamplingParams
+from generation.params import prompt_problems
 
 HERE = Path(__file__).resolve().parent
 MODEL_ID = os.environ.get("MODEL_ID", str(HERE / "demo_model"))
@@ -59,14 +60,6 @@ def rejected(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def _is_text(value: object) -> bool:
-    """A str that is valid Unicode (JSON escapes can smuggle in lone surrogates)."""
-    try:
-        return isinstance(value, str) and bool(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        return False
-
-
 def check_request(
     prompt: object, max_new_tokens: object, temperature: object, top_k: object,
     top_p: object, seed: object,
@@ -79,7 +72,7 @@ def check_request(
     problems = []
     if not isinstance(prompt, str) or not prompt.strip():
         problems.append("the prompt is empty: type the opening of an abstract")
-    elif not _is_text(prompt):
+    elif prompt_problems(prompt):  # JSON escapes can smuggle in lone surrogates
         problems.append("the prompt is not valid Unicode text")
     elif len(prompt) > MAX_PROMPT_CHARS:
         problems.append(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
