@@ -87,10 +87,10 @@ def _imported_files(rel: Path, tree: ast.AST) -> list[Path]:
     files = []
     for parts in modules:
         if parts and parts[0] in CODE_PACKAGES:
-            files.append(Path(*parts).with_suffix(".py") if len(parts) > 1 else None)
-            files.append(Path(*parts, "__init__.py"))
-            files += [Path(*parts[:i], "__init__.py") for i in range(1, len(parts))]
-    return [f for f in files if f is not None]
+            files += [Path(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1)]
+            if len(parts) > 1:
+                files.append(Path(*parts[:-1], parts[-1] + ".py"))
+    return files
 
 
 def foreign_imports(source: str) -> set[str]:
