@@ -20,6 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from generation import Engine, SamplingParams
+from generation.params import prompt_problems
 
 HERE = Path(__file__).resolve().parent
 MODEL_ID = os.environ.get("MODEL_ID", str(HERE / "demo_model"))
@@ -32,6 +33,10 @@ QUEUE_SIZE = int(os.environ.get("QUEUE_SIZE", "64"))
 REQUEST_TIME_LIMIT_S = float(os.environ.get("REQUEST_TIME_LIMIT_S", "120"))
 MAX_NEW_TOKENS = 512
 MAX_PROMPT_CHARS = 4000
+MAX_TOP_K = 1_000_000  # above any vocabulary (k >= vocabulary = off); more is nonsense
+# The demo has no file input, so Gradio's upload route (open to anyone on a public Space,
+# and served back under /gradio_api/file=) takes no bytes at all.
+MAX_UPLOAD_BYTES = 0
 UI_REFRESH_S = 0.05  # the browser view is redrawn at most this often (the API gets every step)
 
 EXAMPLES = [
@@ -49,6 +54,12 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
 
 
+def rejected(message: str) -> gr.Error:
+    """The gr.Error for a request the user must fix, logged as one line (not a traceback)."""
+    print(f"app.py: rejected request: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
 def check_request(
     prompt: object, max_new_tokens: object, temperature: object, top_k: object,
     top_p: object, seed: object,
@@ -61,20 +72,22 @@ def check_request(
     problems = []
     if not isinstance(prompt, str) or not prompt.strip():
         problems.append("the prompt is empty: type the opening of an abstract")
+    elif prompt_problems(prompt):  # JSON escapes can smuggle in lone surrogates
+        problems.append("the prompt is not valid Unicode text")
     elif len(prompt) > MAX_PROMPT_CHARS:
         problems.append(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
     if not _is_int(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
         problems.append(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens!r}")
     if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature < 0:
         problems.append(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if not _is_int(top_k) or top_k < 0:
-        problems.append(f"top_k must be a whole number >= 0 (0 = off), got {top_k!r}")
+    if not _is_int(top_k) or not 0 <= top_k <= MAX_TOP_K:
+        problems.append(f"top_k must be a whole number from 0 to {MAX_TOP_K} (0 = off), got {top_k!r}")
     if not isinstance(top_p, int | float) or not 0 < top_p <= 1:
         problems.append(f"top_p must be in (0, 1] (1 = off), got {top_p!r}")
     if not _is_int(seed) or seed < 0:
         problems.append(f"seed must be a whole number >= 0, got {seed!r}")
     if problems:
-        raise gr.Error("Cannot generate: " + "; ".join(problems) + ".")
+        raise rejected("Cannot generate: " + "; ".join(problems) + ".")
 
 
 def stream_rows(engine: Engine, prompt: str, params: Sequence[SamplingParams], max_new_tokens: int):
@@ -93,7 +106,7 @@ def stream_rows(engine: Engine, prompt: str, params: Sequence[SamplingParams], m
                 gr.Warning(f"Stopped at the {REQUEST_TIME_LIMIT_S:.0f} s limit per request.")
                 return
     except ValueError as err:
-        raise gr.Error(f"Cannot generate: {err}") from err
+        raise rejected(f"Cannot generate: {err}") from err
 
 
 def strategies(temperature: float, top_k: int, top_p: float, seed: int, *, min_p: float = 0.0,
@@ -175,10 +188,28 @@ def view(rows) -> list:
             + [[(piece, round(prob, 3)) for piece, prob in r.pieces] for r in rows])
 
 
+def shown_model(model: str) -> str:
+    """The model as the page shows it: a Hub id as is, a local directory relative to app.py,
+    or (outside it) only its folder name, so the server's paths stay private."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        return model
+    path = path.resolve()
+    return path.relative_to(HERE).as_posix() if path.is_relative_to(HERE) else path.name
+
+
+def _shown_file(info: dict) -> str:
+    """The ONNX file relative to its model directory (else its name)."""
+    path, model = Path(str(info.get("onnx_file"))), Path(str(info.get("model"))).expanduser()
+    if model.exists() and path.resolve().is_relative_to(model.resolve()):
+        return path.resolve().relative_to(model.resolve()).as_posix()
+    return path.name
+
+
 def model_panel(info: dict) -> str:
     """The model panel's Markdown table, from `engine.info`."""
     params = info.get("parameters", 0)
-    rows = [("model", f"`{info.get('model')}`"), ("ONNX file", f"`{info.get('onnx_file')}`"),
+    rows = [("model", f"`{shown_model(str(info.get('model')))}`"), ("ONNX file", f"`{_shown_file(info)}`"),
             ("precision", info.get("precision")), ("provider", info.get("provider")),
             ("parameters", f"{params:,}"), ("context", f"{info.get('context')} tokens"),
             ("layers", info.get("layers")), ("vocabulary", info.get("vocab_size"))]
@@ -300,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = build_demo(engine)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                theme=gr.themes.Soft(), css=CSS, footer_links=["api"])
+                theme=gr.themes.Soft(), css=CSS, footer_links=["api"],
+                max_file_size=MAX_UPLOAD_BYTES)
     return 0
 
 

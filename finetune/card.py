@@ -121,7 +121,7 @@ they appear in validation or test, tokenized with an EOS after each, and packed 
 {metrics["wall_time_s"]:.0f} s wall time on {hw["processes"]} x {hw["device_name"]} ({hw["precision"]}).
 Peak learning rate {config["learning_rate"]} (cosine, {config["warmup_ratio"]:.0%} warmup), effective batch
 {config["batch_size"]} x {config["gradient_accumulation_steps"]} x {hw["processes"]} blocks.
-Loss curves: `loss.png`; TensorBoard logs: `runs/`; every option: `finetune_config.json`.
+Loss curves: `loss.png`; {_tracking(config.get("report_to", "tensorboard"))}every option: `finetune_config.json`.
 
 ## Usage
 
@@ -158,6 +158,12 @@ MODEL_ID={repo_id} python app.py
 Trained only on abstracts: it writes abstract-like text with no regard for truth; citations,
 numbers and claims it produces are invented.
 """
+
+
+def _tracking(report_to: str) -> str:
+    """Where the training curves went besides loss.png (--report-to)."""
+    return {"tensorboard": "TensorBoard logs: `runs/`; ",
+            "wandb": "training curves: the run's Weights & Biases page; "}.get(report_to, "")
 
 
 def _space_line(repo_id: str, space_id: str | None) -> str:

@@ -11,8 +11,14 @@ import time
 import typing
 from pathlib import Path
 
-from finetune.config import MULTI_XSCIENCE, ConfigError, FinetuneConfig, validate
+from finetune.config import MULTI_XSCIENCE, ConfigError, FinetuneConfig, TrainingDiverged, validate
 from finetune.data import DataError
+from finetune.outdir import (
+    check_output_dir,
+    clear_earlier_run,
+    last_complete_checkpoint,
+    path_issues,
+)
 
 DESCRIPTION = """Fine-tune (or train from scratch) a GPT-Neo causal LM on scientific abstracts.
 Writes a Hugging Face model directory: config.json, model.safetensors, generation_config.json,
@@ -37,13 +43,34 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         parser.add_argument(flag, type=base, default=default, required=required,
-                            metavar=f.name.upper(), help=help_text)
+                            choices=f.metadata.get("choices"), metavar=f.name.upper(), help=help_text)
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
-    """Parse the command line (argparse exits 2 on unknown or malformed flags)."""
-    return FinetuneConfig(**vars(build_parser().parse_args(argv)))
+    """Parse the command line (argparse exits 2 on unknown or malformed flags).
+
+    `--learning-rate -1e-3` works like `--learning-rate=-1e-3`: argparse alone would take
+    "-1e-3" for a flag (it only knows plain negative numbers like -1 or -.5).
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    valued = {a.option_strings[0] for a in parser._actions if a.type in (int, float)}
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in valued and _is_number(arg):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return FinetuneConfig(**vars(parser.parse_args(joined)))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def is_main_process() -> bool:
@@ -51,29 +78,27 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_output_dir(cfg: FinetuneConfig) -> None:
-    """--resume needs a checkpoint; a fresh run must not mix with an old one.
+def check_options(cfg: FinetuneConfig) -> None:
+    """Every option and path problem in one error; then whether --output-dir fits the run.
 
     Raises:
-        ConfigError: the output directory does not fit --resume.
+        ConfigError: one problem per line.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out = Path(cfg.output_dir)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if cfg.resume and last is None:
-        raise ConfigError(f"--resume: no checkpoint-* directory in {out}")
-    if not cfg.resume and last is not None:
-        raise ConfigError(f"{out} already holds checkpoints ({Path(last).name}): pass --resume "
-                          "to continue that run, or choose another --output-dir")
+    issues = path_issues(cfg)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        issues = str(err).splitlines() + issues
+    if issues:
+        raise ConfigError("\n".join(issues))
+    check_output_dir(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2 for user errors)."""
     cfg = parse_args(argv)
     try:
-        validate(cfg)
-        check_output_dir(cfg)
+        check_options(cfg)
     except ConfigError as err:
         print("\n".join(f"error: {line}" for line in str(err).splitlines()), file=sys.stderr)
         return 2
@@ -84,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -101,34 +129,33 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     Raises:
         ConfigError, DataError: user errors found while loading.
     """
-    from finetune.sources import load_splits
-    from finetune.tokenize_cache import load_tokenizer, tokenize_splits
-    from finetune.train import build_model, make_trainer, tidy_for_saving, training_arguments
+    from finetune.train import (
+        build_model,
+        check_finite,
+        make_trainer,
+        tidy_for_saving,
+        training_arguments,
+    )
 
     start = time.time()
     args = training_arguments(cfg)
     out = Path(cfg.output_dir)
     if args.process_index == 0:
+        clear_earlier_run(cfg, log)
         out.mkdir(parents=True, exist_ok=True)
         (out / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    # Rank 0 downloads and tokenizes first; the others then read its cache.
-    with args.main_process_first(desc="data preparation"):
-        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, text_field=cfg.text_field,
-                             min_words=cfg.min_words, val_fraction=cfg.val_fraction,
-                             test_fraction=cfg.test_fraction,
-                             max_train_samples=cfg.max_train_samples,
-                             max_eval_samples=cfg.max_eval_samples, log=log)
-        blocks = tokenize_splits(splits, tokenizer, cfg.block_size, cfg.cache_dir, log=log)
+    tokenizer, splits, blocks = _prepare_data(cfg, args, log)
     model = build_model(cfg, tokenizer)
     trainer = make_trainer(cfg, args, model, tokenizer, blocks, callbacks)
     log(f"finetune: {model.num_parameters():,} parameters, {args.world_size} process(es), "
         f"{'bf16' if args.bf16 else 'fp32'}, optimizer {getattr(args.optim, 'value', args.optim)}, effective batch "
         f"{cfg.batch_size * cfg.gradient_accumulation_steps * args.world_size} x {cfg.block_size} tokens")
     before = _baseline(cfg, trainer, blocks, args.process_index == 0)
-    tokens_at_start = _tokens_in_last_checkpoint(cfg)
-    result = trainer.train(resume_from_checkpoint=True if cfg.resume else None)
+    checkpoint = _resume_point(cfg, log)
+    tokens_at_start = _tokens_in(checkpoint)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     after = _perplexities(trainer, blocks)
+    check_finite(after)  # before save_model: a diverged model is never written as the result
     tidy_for_saving(trainer.model)
     trainer.save_model(str(out))  # the best checkpoint's weights (load_best_model_at_end)
     trainer.save_state()
@@ -144,6 +171,23 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     return metrics
+
+
+def _prepare_data(cfg, args, log):
+    """(tokenizer, abstracts per split, token blocks per split)."""
+    from finetune.sources import load_splits
+    from finetune.tokenize_cache import load_tokenizer, tokenize_splits
+
+    # Rank 0 downloads and tokenizes first; the others then read its cache.
+    with args.main_process_first(desc="data preparation"):
+        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, text_field=cfg.text_field,
+                             min_words=cfg.min_words, max_words=cfg.max_words,
+                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                             max_train_samples=cfg.max_train_samples,
+                             max_eval_samples=cfg.max_eval_samples, log=log)
+        blocks = tokenize_splits(splits, tokenizer, cfg.block_size, cfg.cache_dir, log=log)
+    return tokenizer, splits, blocks
 
 
 def _perplexities(trainer, blocks):
@@ -163,12 +207,22 @@ def _baseline(cfg, trainer, blocks, write: bool) -> dict:
     return before
 
 
-def _tokens_in_last_checkpoint(cfg) -> int:
-    from transformers.trainer_utils import get_last_checkpoint
-
+def _resume_point(cfg, log) -> Path | None:
+    """The checkpoint --resume continues from: the newest complete one (checked in main)."""
     if not cfg.resume:
+        return None
+    checkpoint, skipped = last_complete_checkpoint(cfg.output_dir)
+    for path in skipped:
+        log(f"finetune: --resume: skipping {path.name}, which is incomplete (a run cut short "
+            "while saving it)")
+    log(f"finetune: resuming from {checkpoint.name}")
+    return checkpoint
+
+
+def _tokens_in(checkpoint: Path | None) -> int:
+    if checkpoint is None:
         return 0
-    state = Path(get_last_checkpoint(cfg.output_dir)) / "trainer_state.json"
+    state = checkpoint / "trainer_state.json"
     return int(json.loads(state.read_text()).get("num_input_tokens_seen", 0))
 
 

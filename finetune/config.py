@@ -9,9 +9,12 @@ the CLI stays small and every option it has is one this project tests.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import math
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +38,15 @@ PRESETS: dict[str, dict] = {
 }
 
 
+REPORT_TO = ("tensorboard", "wandb", "none")
+
+
 class ConfigError(ValueError):
     """A user error in the options; the message lists every problem, one per line."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops and writes no model as its result."""
 
 
 def default_cache_dir() -> str:
@@ -91,7 +101,11 @@ class FinetuneConfig:
         "help": "Log loss, learning rate, tokens/s and MFU every N steps."})
     seed: int = field(default=42, metadata={"help": "Seed for weights init, shuffling and dropout."})
     resume: bool = field(default=False, metadata={
-        "help": "Continue from the last checkpoint in --output-dir (same options as the first run)."})
+        "help": "Continue from the last complete checkpoint in --output-dir (same options as the "
+                "first run); a checkpoint cut short by a crash is skipped."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Start afresh in an --output-dir that holds a finished model or checkpoints: the "
+                "earlier run's checkpoints and result files are deleted first."})
     torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile."})
     text_field: str = field(default="abstract", metadata={
         "help": "Field that holds the text in .jsonl records."})
@@ -103,6 +117,9 @@ class FinetuneConfig:
     max_eval_samples: int | None = field(default=None, metadata={
         "help": "Use at most this many validation and this many test abstracts."})
     min_words: int = field(default=8, metadata={"help": "Drop abstracts shorter than this many words."})
+    max_words: int = field(default=1000, metadata={
+        "help": "Drop abstracts longer than this many words (a stray multi-megabyte line would "
+                "otherwise dominate training); the report counts them."})
     val_fraction: float = field(default=0.01, metadata={
         "help": "Share of a single file's abstracts hashed into validation (release files keep "
                 "their own split)."})
@@ -119,6 +136,9 @@ class FinetuneConfig:
         "help": "The Hugging Face Space (owner/name) that serves this model; the model card links "
                 "to it (deploy one with `python -m space deploy`)."})
     license: str = field(default="mit", metadata={"help": "License written into the model card."})
+    report_to: str = field(default="tensorboard", metadata={
+        "help": "Experiment tracking: tensorboard (logs in runs/), wandb, or none.",
+        "choices": REPORT_TO})
 
     @property
     def lr(self) -> float:
@@ -150,7 +170,7 @@ def validate(cfg: FinetuneConfig) -> None:
     Raises:
         ConfigError: listing every problem found, one per line.
     """
-    issues: list[str] = []
+    issues = _float_issues(cfg)
     for name in _POSITIVE:
         if getattr(cfg, name) < 1:
             issues.append(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(cfg, name)})")
@@ -165,21 +185,20 @@ def validate(cfg: FinetuneConfig) -> None:
                       f"({cfg.eval_steps}) so the best checkpoint can be kept")
     if cfg.max_steps == 0 or cfg.max_steps < -1:
         issues.append(f"--max-steps must be -1 or >= 1 (got {cfg.max_steps})")
-    if cfg.max_steps == -1 and cfg.epochs <= 0:
-        issues.append(f"--epochs must be > 0 (got {cfg.epochs})")
-    if cfg.lr <= 0:
-        issues.append(f"--learning-rate must be > 0 (got {cfg.lr})")
-    if not 0 <= cfg.warmup_ratio < 1:
-        issues.append(f"--warmup-ratio must be in [0, 1) (got {cfg.warmup_ratio})")
-    if cfg.weight_decay < 0:
-        issues.append(f"--weight-decay must be >= 0 (got {cfg.weight_decay})")
     if cfg.min_words < 0:
         issues.append(f"--min-words must be >= 0 (got {cfg.min_words})")
-    for name in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(cfg, name) < 0.5:
-            issues.append(f"--{name.replace('_', '-')} must be in (0, 0.5) (got {getattr(cfg, name)})")
-    if cfg.peak_tflops is not None and cfg.peak_tflops <= 0:
-        issues.append(f"--peak-tflops must be > 0 (got {cfg.peak_tflops})")
+    if cfg.max_words < max(cfg.min_words, 1):
+        issues.append(f"--max-words must be >= 1 and >= --min-words (got {cfg.max_words})")
+    if cfg.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+        issues.append("--report-to wandb needs the wandb package (pip install wandb)")
+    issues += _source_issues(cfg)
+    if issues:
+        raise ConfigError("\n".join(issues))
+
+
+def _source_issues(cfg: FinetuneConfig) -> list[str]:
+    """Problems with what the run reads (data, model, tokenizer) and where it publishes."""
+    issues = []
     if cfg.data != MULTI_XSCIENCE and not Path(cfg.data).exists():
         issues.append(f"--data {cfg.data}: no such file or directory")
     if cfg.from_scratch and cfg.from_scratch not in PRESETS:
@@ -209,8 +228,40 @@ def validate(cfg: FinetuneConfig) -> None:
         if get_token() is None:
             issues.append("--push-to-hub needs a Hugging Face token: set HF_TOKEN or run "
                           "`huggingface-cli login`")
-    if issues:
-        raise ConfigError("\n".join(issues))
+    return issues
+
+
+# The allowed range of each float option, as (test, wording).
+_FLOAT_RANGES = {
+    "epochs": (lambda v: v > 0, "> 0"),
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "val_fraction": (lambda v: 0 < v < 0.5, "in (0, 0.5)"),
+    "test_fraction": (lambda v: 0 < v < 0.5, "in (0, 0.5)"),
+    "peak_tflops": (lambda v: v > 0, "> 0"),
+}
+
+
+def _float_issues(cfg: FinetuneConfig) -> list[str]:
+    """One issue per float option that is NaN, infinite or out of its range.
+
+    Finiteness is checked first and on its own: every comparison with NaN is False, so a
+    range check alone lets NaN through to the optimizer (a silent NaN model).
+    """
+    hints = typing.get_type_hints(FinetuneConfig)
+    issues = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None or float not in (hints[f.name], *typing.get_args(hints[f.name])):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        ok, wording = _FLOAT_RANGES[f.name]
+        if not math.isfinite(value):
+            issues.append(f"{flag} must be a finite number (got {value})")
+        elif not ok(value) and not (f.name == "epochs" and cfg.max_steps != -1):
+            issues.append(f"{flag} must be {wording} (got {value})")
+    return issues
 
 
 def _looks_local(name: str) -> bool:

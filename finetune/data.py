@@ -124,23 +124,28 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[\W_]+", " ", text.lower()).split())
 
 
-def clean_all(abstracts: Iterable[Abstract], min_words: int) -> tuple[list[Abstract], dict]:
-    """Clean each abstract and drop the empty and the short ones.
+def clean_all(abstracts: Iterable[Abstract], min_words: int,
+              max_words: int | None = None) -> tuple[list[Abstract], dict]:
+    """Clean each abstract and drop the empty, the short and the overlong ones.
 
     Args:
         abstracts: raw abstracts.
         min_words: abstracts with fewer words are dropped.
+        max_words: abstracts with more words are dropped (None: no upper limit).
 
     Returns:
-        (kept abstracts, {"empty": n, "short": n}).
+        (kept abstracts, {"empty": n, "short": n, "long": n}).
     """
-    kept, counts = [], {"empty": 0, "short": 0}
+    kept, counts = [], {"empty": 0, "short": 0, "long": 0}
     for ab in abstracts:
         text = clean_abstract(ab.text)
+        words = len(text.split())
         if not text:
             counts["empty"] += 1
-        elif len(text.split()) < min_words:
+        elif words < min_words:
             counts["short"] += 1
+        elif max_words is not None and words > max_words:
+            counts["long"] += 1
         else:
             kept.append(Abstract(text, ab.mid))
     return kept, counts

@@ -48,30 +48,41 @@ def read_json_list(path: Path) -> list:
     return value
 
 
-def read_jsonl(path: Path) -> tuple[list, int]:
+def read_jsonl(path: Path) -> tuple[list, list[int]]:
     """A JSON-lines file (optionally gzipped).
 
+    A line that is not UTF-8 or not JSON is skipped like a malformed record, so one bad
+    byte costs one line, not the file.
+
     Returns:
-        (decoded records, number of non-blank lines that are not JSON).
+        (decoded records, 1-based numbers of the non-blank lines that are not UTF-8 JSON).
 
     Raises:
-        DataError: the file cannot be read as text, or no line is JSON.
+        DataError: the file cannot be read, or no line is JSON.
     """
-    records, bad = [], 0
+    records, bad = [], []
     try:
-        with _open_text(path) as f:
-            for line in f:
-                if not line.strip():
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if not raw.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    bad += 1
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+                    records.append(json.loads(raw.decode("utf-8")))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    bad.append(number)
+    except (OSError, EOFError) as err:
         raise DataError(f"{path}: not a JSON-lines file ({err})") from err
     if bad and not records:
         raise DataError(f"{path}: not a JSON-lines file (no line is JSON)")
     return records, bad
+
+
+def _line_list(numbers: list[int], most: int = 10) -> str:
+    """"; lines not UTF-8 JSON: 4, 41" (the first `most` of them), or "" when none."""
+    if not numbers:
+        return ""
+    more = f" and {len(numbers) - most} more" if len(numbers) > most else ""
+    return "; lines not UTF-8 JSON: " + ", ".join(map(str, numbers[:most])) + more
 
 
 def read_txt(path: Path) -> list[str]:
@@ -143,37 +154,42 @@ def download_release(cache_dir: Path, log: Log = print, base_url: str | None = N
     return target
 
 
-def _clean_and_dedupe(name: str, abstracts: list[Abstract], min_words: int,
+Words = tuple[int, int | None]  # (min_words, max_words)
+
+
+def _clean_and_dedupe(name: str, abstracts: list[Abstract], words: Words,
                       log: Log) -> list[Abstract]:
-    kept, dropped = D.clean_all(abstracts, min_words)
+    kept, dropped = D.clean_all(abstracts, *words)
     unique, dups = D.dedupe(kept)
+    longer = f"{dropped['long']} longer than {words[1]} words, " if words[1] is not None else ""
     log(f"data: {name}: {len(abstracts)} abstracts found; dropped {dropped['empty']} empty, "
-        f"{dropped['short']} shorter than {min_words} words, {dups['duplicate_mid']} duplicate "
+        f"{dropped['short']} shorter than {words[0]} words, {longer}{dups['duplicate_mid']} duplicate "
         f"MAG ids, {dups['duplicate_text']} duplicate texts; {len(unique)} left")
     return unique
 
 
-def _load_release(files: dict[str, Path], min_words: int, log: Log) -> dict[str, list[Abstract]]:
+def _load_release(files: dict[str, Path], words: Words, log: Log) -> dict[str, list[Abstract]]:
     splits = {}
     for split, path in files.items():
         records = read_json_list(path)
         abstracts, malformed = D.extract_abstracts(records)
         log(f"data: {path.name}: {len(records)} records, {malformed} malformed skipped")
-        splits[split] = _clean_and_dedupe(split, abstracts, min_words, log)
+        splits[split] = _clean_and_dedupe(split, abstracts, words, log)
     splits, dropped = D.remove_overlap(splits)
     log(f"data: removed from validation {dropped['validation']} abstracts also in test; from "
         f"train {dropped['train']} also in validation or test")
     return splits
 
 
-def _load_single(path: Path, text_field: str, min_words: int, val_fraction: float,
+def _load_single(path: Path, text_field: str, words: Words, val_fraction: float,
                  test_fraction: float, log: Log) -> dict[str, list[Abstract]]:
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
         records, bad_lines = read_jsonl(path)
         abstracts, malformed = D.extract_texts(records, text_field)
-        log(f"data: {path.name}: {len(records) + bad_lines} records, {bad_lines + malformed} "
-            f"malformed skipped (not JSON or no string '{text_field}')")
+        log(f"data: {path.name}: {len(records) + len(bad_lines)} records, "
+            f"{len(bad_lines) + malformed} malformed skipped (not JSON or no string "
+            f"'{text_field}')" + _line_list(bad_lines))
     elif name.endswith((".json", ".json.gz")):
         records = read_json_list(path)
         abstracts, malformed = D.extract_abstracts(records)
@@ -184,12 +200,13 @@ def _load_single(path: Path, text_field: str, min_words: int, val_fraction: floa
     else:
         raise DataError(f"{path}: unknown data file type (expected .json, .json.gz, .jsonl, "
                         ".jsonl.gz or .txt)")
-    unique = _clean_and_dedupe("all", abstracts, min_words, log)
+    unique = _clean_and_dedupe("all", abstracts, words, log)
     return D.split_by_hash(unique, val_fraction, test_fraction)
 
 
 def load_splits(source: str, *, cache_dir: str | Path, text_field: str = "abstract",
-                min_words: int = 8, val_fraction: float = 0.01, test_fraction: float = 0.01,
+                min_words: int = 8, max_words: int | None = None, val_fraction: float = 0.01,
+                test_fraction: float = 0.01,
                 max_train_samples: int | None = None, max_eval_samples: int | None = None,
                 log: Log = print) -> dict[str, list[Abstract]]:
     """Load `--data` into cleaned, deduplicated, leak-free train/validation/test abstracts.
@@ -199,6 +216,7 @@ def load_splits(source: str, *, cache_dir: str | Path, text_field: str = "abstra
         cache_dir: where the Multi-XScience download is cached.
         text_field: the text key of JSON-lines records.
         min_words: shorter abstracts are dropped.
+        max_words: longer abstracts are dropped (None: no upper limit).
         val_fraction: hash share of a single file that goes to validation.
         test_fraction: hash share of a single file that goes to test.
         max_train_samples: cap on training abstracts (None: all).
@@ -211,15 +229,16 @@ def load_splits(source: str, *, cache_dir: str | Path, text_field: str = "abstra
     Raises:
         DataError: a missing path, a file that is not JSON, or an empty split.
     """
+    words = (min_words, max_words)
     if source == MULTI_XSCIENCE:
         splits = _load_release(find_release_files(download_release(Path(cache_dir), log)),
-                               min_words, log)
+                               words, log)
     else:
         path = Path(source).expanduser()
         if path.is_dir():
-            splits = _load_release(find_release_files(path), min_words, log)
+            splits = _load_release(find_release_files(path), words, log)
         elif path.is_file():
-            splits = _load_single(path, text_field, min_words, val_fraction, test_fraction, log)
+            splits = _load_single(path, text_field, words, val_fraction, test_fraction, log)
         else:
             raise DataError(f"--data {source}: no such file or directory")
     limits = {"train": max_train_samples, "validation": max_eval_samples, "test": max_eval_samples}
@@ -227,5 +246,10 @@ def load_splits(source: str, *, cache_dir: str | Path, text_field: str = "abstra
     log("data: abstracts per split: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     empty = [name for name, abstracts in splits.items() if not abstracts]
     if empty:
-        raise DataError(f"--data {source}: no abstracts left for {', '.join(empty)}")
+        single_file = source != MULTI_XSCIENCE and Path(source).expanduser().is_file()
+        hint = "; ".join(f"raise --{name.replace('validation', 'val')}-fraction (now {fraction})"
+                         for name, fraction in (("validation", val_fraction), ("test", test_fraction))
+                         if name in empty and single_file)
+        raise DataError(f"--data {source}: no abstracts left for {', '.join(empty)}"
+                        + (f" (few abstracts: {hint}, or give more data)" if hint else ""))
     return splits

@@ -28,14 +28,22 @@ def load_tokenizer(name_or_dir: str):
     """A fast tokenizer with an EOS token (a Hub id, a saved dir, or GPT-2 vocab+merges).
 
     Raises:
-        DataError: the tokenizer has no EOS token.
+        DataError: the tokenizer cannot be loaded (e.g. offline and not cached) or has no EOS.
     """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(name_or_dir)
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_dir)
+    except OSError as err:
+        raise DataError(f"tokenizer {name_or_dir}: cannot load ({first_line(err)})") from err
     if tok.eos_token_id is None:
         raise DataError(f"tokenizer {name_or_dir} has no EOS token")
     return tok
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error message (transformers' OSErrors run to several)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def cache_key(splits: Mapping[str, Sequence[Abstract]], tokenizer, block_size: int) -> str:

@@ -14,12 +14,14 @@ from transformers import (
     GPTNeoConfig,
     GPTNeoForCausalLM,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     default_data_collator,
 )
 
-from finetune.config import ConfigError, FinetuneConfig, scratch_config_fields
+from finetune.config import ConfigError, FinetuneConfig, TrainingDiverged, scratch_config_fields
 from finetune.speed import SpeedCallback, flops_per_token, peak_flops
+from finetune.tokenize_cache import first_line
 
 
 class BlockDataset(torch.utils.data.Dataset):
@@ -52,7 +54,10 @@ def build_model(cfg: FinetuneConfig, tokenizer):
         torch.manual_seed(cfg.seed)
         model = GPTNeoForCausalLM(config)
     else:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(cfg.model)
+        except OSError as err:
+            raise ConfigError(f"--model {cfg.model}: cannot load ({first_line(err)})") from err
         if model.config.max_position_embeddings < cfg.block_size:
             raise ConfigError(f"--block-size {cfg.block_size} exceeds {cfg.model}'s "
                               f"max_position_embeddings ({model.config.max_position_embeddings})")
@@ -112,13 +117,15 @@ def training_arguments(cfg: FinetuneConfig) -> TrainingArguments:
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         logging_dir=os.path.join(cfg.output_dir, "runs"),
-        report_to=["tensorboard"],
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         bf16=use_bf16(),
         tf32=cuda and torch.cuda.get_device_capability()[0] >= 8,
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         torch_compile=cfg.torch_compile,
         seed=cfg.seed,
         include_num_input_tokens_seen=True,
+        # Trainer would log the window's mean in place of a NaN/inf step loss; we want to see it.
+        logging_nan_inf_filter=False,
         ddp_find_unused_parameters=False,
         save_safetensors=True,
         dataloader_pin_memory=cuda,
@@ -138,12 +145,41 @@ def make_trainer(cfg: FinetuneConfig, args: TrainingArguments, model, tokenizer,
         eval_dataset=BlockDataset(blocks["validation"]),
         data_collator=default_data_collator,
         processing_class=tokenizer,
-        callbacks=list(callbacks),
+        callbacks=[FiniteLossGuard(), *callbacks],
     )
     # Callbacks run in order and Trainer's printer/TensorBoard callbacks come first by
     # default; ours must update the log dict before they read it.
     trainer.callback_handler.callbacks.insert(0, speed)
     return trainer
+
+
+class FiniteLossGuard(TrainerCallback):
+    """Stops the run at the first logged NaN/inf train or validation loss.
+
+    Raises:
+        TrainingDiverged: from `on_log`, with the step and a hint.
+    """
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"training diverged: {key} is {value} at step {state.global_step}; no model "
+                    "was written (try a lower --learning-rate)")
+
+
+def check_finite(perplexities: dict[str, float]) -> None:
+    """Refuse a finished model whose validation or test loss is NaN or infinite.
+
+    Raises:
+        TrainingDiverged: naming the split.
+    """
+    for split in ("validation", "test"):
+        loss = perplexities[f"{split}_loss"]
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training diverged: the {split} loss of the trained model is "
+                                   f"{loss}; no model was written (try a lower --learning-rate)")
 
 
 def evaluate_perplexity(trainer: Trainer, blocks: dict[str, np.ndarray]) -> dict[str, float]:

@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # Python hands undecodable argv bytes over as lone surrogates (surrogateescape).
+        args.prompt.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeDecodeError as err:
+        parser.error(f"--prompt is not valid UTF-8 (byte 0x{err.object[err.start]:02x} at "
+                     f"position {err.start})")
+    try:
         engine = Engine.load(args.model, precision=args.precision,
                              provider=None if args.provider == "auto" else args.provider)
         params = resolve_params(args, engine.default_params)

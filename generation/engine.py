@@ -11,7 +11,7 @@ import numpy as np
 
 from .decoder import DecodeRunner
 from .model import ModelConfig, load_tokenizer, read_config, resolve
-from .params import RowResult, SamplingParams, StepUpdate
+from .params import RowResult, SamplingParams, StepUpdate, prompt_problems
 from .rows import RowState
 from .runner import Runner, create_session, map_io
 from .sampler import select_next
@@ -162,8 +162,7 @@ class Engine:
                 bad max_new_tokens, listing every problem.
         """
         start = time.perf_counter()  # the request's clock includes tokenization
-        issues = [] if isinstance(prompt, str) and prompt.strip() else [
-            "prompt must be a non-empty string"]
+        issues = prompt_problems(prompt)
         ids = self.encode(prompt) if not issues else []
         if not issues and not ids:
             issues.append("prompt produced no tokens")

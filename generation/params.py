@@ -6,6 +6,24 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
+# Any k >= the vocabulary keeps every token; beyond int32 numpy cannot even hold k.
+MAX_TOP_K = 2**31 - 1
+
+
+def prompt_problems(prompt: object) -> list[str]:
+    """What is wrong with a prompt (empty list when it is fine).
+
+    A str holding lone surrogates (from broken JSON escapes or undecodable command-line
+    bytes) is not text the tokenizer can encode.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        return ["prompt must be a non-empty string"]
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return [f"prompt must be valid Unicode text (a lone surrogate at position {err.start})"]
+    return []
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -39,8 +57,8 @@ class SamplingParams:
         issues = []
         if not _is_real(self.temperature) or not 0 <= self.temperature <= 100:
             issues.append(f"temperature must be a number in [0, 100] (0 = greedy), got {self.temperature!r}")
-        if not _is_int(self.top_k) or self.top_k < 0:
-            issues.append(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        if not _is_int(self.top_k) or not 0 <= self.top_k <= MAX_TOP_K:
+            issues.append(f"top_k must be an integer in [0, {MAX_TOP_K}] (0 = off), got {self.top_k!r}")
         if not _is_real(self.top_p) or not 0 < self.top_p <= 1:
             issues.append(f"top_p must be a number in (0, 1] (1 = off), got {self.top_p!r}")
         if not _is_real(self.min_p) or not 0 <= self.min_p <= 1:

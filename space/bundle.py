@@ -1,13 +1,15 @@
 """Build a complete Hugging Face Space repository from an explicit allow-list of files.
 
 Nothing is copied by walking the working directory: the bundle is `README.md` (written
-here), `app.py`, the `*.py` files of `generation/`, `requirements.txt` (written here) and,
-with `embed_model`, the few files the engine loads. Caches, checkpoints, `.env` files and
-anything else beside them never reach it.
+here), `app.py`, the `*.py` files of `generation/` that are imported, `requirements.txt`
+(written here) and, with `embed_model`, the few files the engine loads. Caches, checkpoints,
+`.env` files and anything else beside them never reach it, and a bundle in which any file
+holds a Hugging Face token is refused.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import sys
@@ -28,6 +30,8 @@ OPTIONAL_ENGINE_FILES = ("generation_config.json",)  # the engine's sampling def
 # Distribution names whose installed versions pin the Space's requirements.txt.
 RUNTIME_PACKAGES = ("tokenizers", "numpy", "huggingface_hub")
 ONNXRUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu")
+# A Hugging Face user access token ("hf_" + 34 letters and digits today).
+HF_TOKEN_PATTERN = re.compile(rb"hf_[A-Za-z0-9]{30,}")
 
 
 @dataclass
@@ -200,18 +204,21 @@ def validate(options: BundleOptions) -> None:
         raise UserError("; ".join(issues))
 
 
-def build_bundle(options: BundleOptions) -> Bundle:
+def build_bundle(options: BundleOptions, token: str | None = None) -> Bundle:
     """Write the Space repository into `options.output_dir`.
 
     Args:
         options: what to build.
+        token: the user's Hugging Face token, which must not be in the bundle (default:
+            huggingface_hub's lookup: HF_TOKEN, else the stored login).
 
     Returns:
         The bundle: its folder and its files with sizes.
 
     Raises:
-        UserError: bad options, a model dir without the engine's files, or code that imports
-            a package the Space would not install.
+        UserError: bad options, a model dir without the engine's files, code that imports
+            a package the Space would not install, or a file holding a token (then nothing
+            is left in the output folder).
     """
     validate(options)
     source = Path(options.source_root)
@@ -221,6 +228,7 @@ def build_bundle(options: BundleOptions) -> Bundle:
     requirements = runtime_requirements(options.gpu)
 
     out = Path(options.output_dir)
+    existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     for rel in code:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +242,34 @@ def build_bundle(options: BundleOptions) -> Bundle:
             shutil.copyfile(path, out / EMBED_DIR / path.name)
     (out / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
     (out / "README.md").write_text(render_card(_card_info(options)), encoding="utf-8")
-    return Bundle(out, list_files(out))
+    bundle = Bundle(out, list_files(out))
+    try:
+        refuse_tokens(bundle, _stored_token() if token is None else token)
+    except UserError:
+        shutil.rmtree(out)
+        if existed:
+            out.mkdir()
+        raise
+    return bundle
+
+
+def _stored_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def refuse_tokens(bundle: Bundle, token: str | None) -> None:
+    """Refuse a bundle in which any file holds `token` or anything shaped like an HF token.
+
+    Raises:
+        UserError: naming the first such file (never the token).
+    """
+    needle = token.encode() if token else None
+    for rel, _ in bundle.files:
+        data = (bundle.path / rel).read_bytes()
+        if (needle and needle in data) or HF_TOKEN_PATTERN.search(data):
+            raise UserError(f"refusing to build: {rel} contains a Hugging Face token")
 
 
 def list_files(folder: Path) -> list[tuple[str, int]]:

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     dep = sub.add_parser("deploy", help="build the bundle and publish it as a Space")
     dep.add_argument("--space-id", required=True, help=_help(DeployOptions, "space_id"))
     dep.add_argument("--model", required=True, help=_help(DeployOptions, "model"))
-    for flag in ("private", "dry_run", "gpu"):
+    for flag in ("embed_model", "private", "dry_run", "gpu"):
         dep.add_argument(f"--{flag.replace('_', '-')}", action="store_true",
                          help=_help(DeployOptions, flag))
     dep.add_argument("--title", default=DeployOptions.title, help=_help(DeployOptions, "title"))
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             return _build(args, command)
         deploy(DeployOptions(
-            space_id=args.space_id, model=args.model, private=args.private,
+            space_id=args.space_id, model=args.model, embed_model=args.embed_model,
+            private=args.private,
             dry_run=args.dry_run, gpu=args.gpu, title=args.title, command=command,
         ))
         return 0

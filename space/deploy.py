@@ -27,7 +27,10 @@ class DeployOptions:
     """What to deploy; each field is a `python -m space deploy` option."""
 
     space_id: str = field(metadata={"help": "the Space, USER/NAME (created if absent)"})
-    model: str = field(metadata={"help": "Hub model id the Space serves (set as MODEL_ID)"})
+    model: str = field(metadata={"help": "Hub model id the Space serves (set as MODEL_ID), or "
+                                         "a local model dir with --embed-model"})
+    embed_model: bool = field(default=False, metadata={
+        "help": "upload the local --model's engine files with the app (no Hub model repo needed)"})
     private: bool = field(default=False, metadata={"help": "create the Space private"})
     dry_run: bool = field(default=False, metadata={
         "help": "print every file and size that would be uploaded, and where; upload nothing"})
@@ -60,11 +63,15 @@ def validate(options: DeployOptions) -> None:
     issues = []
     if problem := repo_id_problem(options.space_id, need_namespace=True):
         issues.append(f"--space-id: {problem}")
-    if is_local_model(options.model):
-        issues.append(f"--model {options.model} is a local directory; a deployed Space "
-                      "downloads its model: push it first (python -m export --push-to-hub "
-                      "REPO) and pass that Hub id")
-    elif problem := repo_id_problem(options.model, need_namespace=False):
+    if is_local_model(options.model) and not options.embed_model:
+        issues.append(f"--model {options.model} is a local directory: add --embed-model to "
+                      "upload it with the app, or push it first (python -m export "
+                      "--push-to-hub REPO) and pass that Hub id")
+    elif options.embed_model and not is_local_model(options.model):
+        issues.append(f"--embed-model needs a local model directory; {options.model!r} is not one")
+    elif not options.embed_model and (
+        problem := repo_id_problem(options.model, need_namespace=False)
+    ):
         issues.append(f"--model: {problem}")
     if issues:
         raise UserError("; ".join(issues))
@@ -90,8 +97,8 @@ def deploy(
         The Space's URL (also for a dry run, where nothing is uploaded).
 
     Raises:
-        UserError: bad options, or no token for a real deploy.
-        HubError: a Hub call failed, or the bundle contained the token.
+        UserError: bad options, no token for a real deploy, or a bundle file holding a token.
+        HubError: a Hub call failed.
     """
     validate(options)
     # Looked up at call time, so a test can swap the module's defaults.
@@ -104,11 +111,9 @@ def deploy(
     with tempfile.TemporaryDirectory(prefix="space-bundle-") as tmp:
         bundle = build_bundle(BundleOptions(
             model=options.model, output_dir=Path(tmp) / "bundle", gpu=options.gpu,
-            title=options.title, space_id=options.space_id,
+            embed_model=options.embed_model, title=options.title, space_id=options.space_id,
             command=options.command or _command(options),
-        ))
-        if token:
-            _refuse_token_in(bundle, token)
+        ), token=token or "")  # build refuses any file that holds the token
         _describe(bundle, options, say)
         if options.dry_run:
             say("Dry run: nothing was uploaded.")
@@ -127,10 +132,14 @@ def _publish(bundle: Bundle, options: DeployOptions, api: Any, token: str) -> st
         # (the Hub keeps .gitattributes), so the Space holds exactly the bundle.
         ("upload_folder", lambda: api.upload_folder(
             repo_id=options.space_id, repo_type="space", folder_path=str(bundle.path),
-            commit_message=f"Deploy the demo serving {options.model}", delete_patterns="*")),
+            commit_message=f"Deploy the demo serving {_model_name(options)}",
+            delete_patterns="*")),
         ("add_space_variable", lambda: api.add_space_variable(
             options.space_id, "MODEL_ID", options.model)),
     ]
+    if options.embed_model:
+        # The bundle's app.py serves model/ unless MODEL_ID is set: drop an earlier deploy's.
+        steps[-1] = ("remove MODEL_ID", lambda: _drop_model_variable(api, options.space_id))
     url = None
     for name, call in steps:
         try:
@@ -144,6 +153,11 @@ def _publish(bundle: Bundle, options: DeployOptions, api: Any, token: str) -> st
     return url or space_url(options.space_id)
 
 
+def _drop_model_variable(api: Any, space_id: str) -> None:
+    if "MODEL_ID" in (api.get_space_variables(space_id) or {}):
+        api.delete_space_variable(space_id, "MODEL_ID")
+
+
 def _describe(bundle: Bundle, options: DeployOptions, say: Callable[[str], None]) -> None:
     verb = "Would upload" if options.dry_run else "Uploading"
     visibility = "private" if options.private else "public"
@@ -152,14 +166,13 @@ def _describe(bundle: Bundle, options: DeployOptions, say: Callable[[str], None]
         "(any other file in the Space is deleted):")
     for rel, size in bundle.files:
         say(f"  {size:>12,}  {rel}")
-    say(f"Space variable: MODEL_ID={options.model}")
+    say("Model: embedded in model/ (no MODEL_ID variable)" if options.embed_model
+        else f"Space variable: MODEL_ID={options.model}")
 
 
-def _refuse_token_in(bundle: Bundle, token: str) -> None:
-    needle = token.encode()
-    for rel, _ in bundle.files:
-        if needle in (bundle.path / rel).read_bytes():
-            raise HubError(f"refusing to upload: {rel} contains your Hugging Face token")
+def _model_name(options: DeployOptions) -> str:
+    """The Hub id, or an embedded model's folder name (the local path stays private)."""
+    return Path(options.model).name if options.embed_model else options.model
 
 
 def _scrubbed(echo: Callable[[str], None], token: str | None) -> Callable[[str], None]:
@@ -169,6 +182,7 @@ def _scrubbed(echo: Callable[[str], None], token: str | None) -> Callable[[str],
 
 
 def _command(options: DeployOptions) -> str:
-    flags = ["--private"] * options.private + ["--gpu"] * options.gpu
+    flags = (["--private"] * options.private + ["--gpu"] * options.gpu
+             + ["--embed-model"] * options.embed_model)
     return " ".join(["python -m space deploy --space-id", options.space_id,
                      "--model", options.model, *flags])

@@ -43,19 +43,54 @@ def is_allowed_code(rel: Path) -> bool:
 def code_files(source_root: Path) -> list[Path]:
     """The allow-listed code files under `source_root`, relative to it, sorted.
 
+    Only modules that are imported go in: those reachable from app.py and from each
+    package's `__init__.py` / `__main__.py`. A stray `generation/local_settings.py` that
+    nothing imports (holding a token, say) stays out.
+
     Args:
         source_root: the checkout holding app.py and the code packages.
 
     Returns:
-        `app.py` first, then each package's `.py` files.
+        `app.py` first, then the packages' imported `.py` files.
     """
-    found = [APP_FILE]
-    for package in CODE_PACKAGES:
-        for path in sorted((source_root / package).rglob("*.py")):
-            rel = path.relative_to(source_root)
-            if path.is_file() and not path.is_symlink() and is_allowed_code(rel):
-                found.append(rel)
-    return found
+    roots = [APP_FILE] + [Path(package, name) for package in CODE_PACKAGES
+                          for name in ("__init__.py", "__main__.py")]
+    todo = [rel for rel in roots if _is_code(source_root, rel)]
+    found: set[Path] = set()
+    while todo:
+        rel = todo.pop()
+        if rel in found:
+            continue
+        found.add(rel)
+        tree = ast.parse((source_root / rel).read_text(encoding="utf-8"))
+        todo += [dep for dep in _imported_files(rel, tree) if _is_code(source_root, dep)]
+    return [APP_FILE] + sorted(found - {APP_FILE})
+
+
+def _is_code(source_root: Path, rel: Path) -> bool:
+    path = source_root / rel
+    return path.is_file() and not path.is_symlink() and is_allowed_code(rel)
+
+
+def _imported_files(rel: Path, tree: ast.AST) -> list[Path]:
+    """Candidate files (relative to the checkout) of the modules that `tree` imports."""
+    modules: list[tuple[str, ...]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules += [tuple(alias.name.split(".")) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = tuple(rel.parent.parts[:len(rel.parent.parts) - node.level + 1]) \
+                if node.level else ()
+            module = base + tuple((node.module or "").split(".") if node.module else ())
+            # `from pkg import name` may name a submodule: try both.
+            modules += [module] + [module + (alias.name,) for alias in node.names]
+    files = []
+    for parts in modules:
+        if parts and parts[0] in CODE_PACKAGES:
+            files += [Path(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1)]
+            if len(parts) > 1:
+                files.append(Path(*parts[:-1], parts[-1] + ".py"))
+    return files
 
 
 def foreign_imports(source: str) -> set[str]:

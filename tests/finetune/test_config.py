@@ -94,3 +94,53 @@ def test_presets_and_json_build_gpt_neo_configs(tmp_path, tiny_tokenizer_dir):
     path.write_text(json.dumps({"num_layers": 3, "attention_types": [[["global", "local"], 1]]}))
     with pytest.raises(ConfigError, match="--from-scratch"):
         build_model(parse_args(["--output-dir", "o", "--from-scratch", str(path)]), tok)
+
+
+FLOAT_OPTIONS = ["--epochs", "--learning-rate", "--warmup-ratio", "--weight-decay",
+                 "--val-fraction", "--test-fraction", "--peak-tflops"]
+
+
+def _never_run(*_args, **_kwargs):
+    raise AssertionError("run() started although the options are invalid")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_float_options_are_refused_before_any_work(tmp_path, capsys, monkeypatch, value):
+    monkeypatch.setattr("finetune.cli.run", _never_run)
+    out = tmp_path / "out"
+    argv = ["--output-dir", str(out)]
+    for flag in FLOAT_OPTIONS:
+        argv += [f"{flag}={value}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("error: ") for line in err)
+    for flag in FLOAT_OPTIONS:
+        assert sum(f"{flag} must be a finite number (got {value})" in line for line in err) == 1, flag
+    assert len(err) == len(FLOAT_OPTIONS) and not out.exists()
+
+
+def test_a_negative_learning_rate_is_parsed_then_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("finetune.cli.run", _never_run)
+    assert parse_args(["--output-dir", "o", "--learning-rate", "-1e-3"]).learning_rate == -1e-3
+    assert main(["--output-dir", str(tmp_path / "o"), "--learning-rate", "-1e-3"]) == 2
+    assert capsys.readouterr().err == "error: --learning-rate must be > 0 (got -0.001)\n"
+
+
+def test_report_to_picks_the_trackers(tmp_path):
+    from finetune.train import training_arguments
+
+    assert training_arguments(parse_args(["--output-dir", str(tmp_path)])).report_to == ["tensorboard"]
+    none = parse_args(["--output-dir", str(tmp_path), "--report-to", "none"])
+    assert training_arguments(none).report_to == []
+    with pytest.raises(SystemExit):
+        parse_args(["--output-dir", "o", "--report-to", "mlflow"])
+
+
+def test_report_to_wandb_needs_wandb_installed(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match="--report-to wandb needs the wandb package"):
+        validate(parse_args(["--output-dir", "o", "--report-to", "wandb"]))

@@ -68,7 +68,14 @@ def test_clean_all_drops_empty_and_short():
     kept, counts = clean_all([Abstract("Abstract: "), Abstract("too short"),
                               Abstract("Abstract: one two three four")], min_words=4)
     assert [a.text for a in kept] == ["one two three four"]
-    assert counts == {"empty": 1, "short": 1}
+    assert counts == {"empty": 1, "short": 1, "long": 0}
+
+
+def test_clean_all_drops_the_overlong():
+    kept, counts = clean_all([Abstract("word " * 5), Abstract("word " * 6), Abstract("word " * 3)],
+                             min_words=4, max_words=5)
+    assert [len(a.text.split()) for a in kept] == [5]
+    assert counts == {"empty": 0, "short": 1, "long": 1}
 
 
 def test_dedupe_by_mid_and_by_normalized_text():

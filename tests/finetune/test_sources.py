@@ -88,6 +88,38 @@ def test_jsonl_with_text_field_bad_lines_and_duplicates(tmp_path):
     assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
 
 
+def test_jsonl_lines_that_are_not_utf8_are_skipped_and_named(tmp_path):
+    rows = [json.dumps({"abstract": make_abstract(i)}).encode() for i in range(60)]
+    rows[3] = rows[3][:20] + b"\xff\xfe" + rows[3][20:]
+    rows[40] = b"{not json"
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    lines = []
+    splits = _load(path, tmp_path, lines, val_fraction=0.2, test_fraction=0.2)
+    text = "\n".join(lines)
+    assert "60 records, 2 malformed skipped (not JSON or no string 'abstract')" in text
+    assert "lines not UTF-8 JSON: 4, 41" in text
+    assert sum(len(v) for v in splits.values()) == 58
+
+
+def test_overlong_abstracts_are_dropped_and_counted(tmp_path):
+    texts = [make_abstract(i) for i in range(40)] + ["word " * 5000]
+    path = tmp_path / "a.txt"
+    path.write_text("\n".join(texts) + "\n")
+    lines = []
+    splits = _load(path, tmp_path, lines, max_words=1000, val_fraction=0.2, test_fraction=0.2)
+    assert "1 longer than 1000 words" in "\n".join(lines)
+    assert sum(len(v) for v in splits.values()) == 40
+
+
+def test_an_empty_held_out_split_suggests_the_fraction_option(tmp_path):
+    path = tmp_path / "few.txt"
+    path.write_text("\n".join(make_abstract(i) for i in range(12)) + "\n")
+    with pytest.raises(DataError, match=r"no abstracts left for .*test.*raise --test-fraction "
+                                        r"\(now 0.01\)"):
+        _load(path, tmp_path, val_fraction=0.3, test_fraction=0.01)
+
+
 def test_txt_one_abstract_per_line_with_caps(tmp_path):
     path = tmp_path / "abstracts.txt"
     path.write_text("\n".join(f"Abstract: {make_abstract(i)}" for i in range(300)) + "\nshort\n")

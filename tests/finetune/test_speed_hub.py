@@ -105,6 +105,16 @@ def test_card_shows_three_loaders_and_links_the_space():
     assert "python -m space deploy --space-id USER/NAME --model me/neo" in unlinked
 
 
+def test_card_names_the_tracking_logs_that_exist():
+    from finetune.card import model_card
+
+    metrics, config = _card_inputs()
+    assert "TensorBoard logs: `runs/`" in model_card("me/neo", metrics, config)
+    untracked = model_card("me/neo", metrics, {**config, "report_to": "none"})
+    assert "TensorBoard" not in untracked and "`runs/`" not in untracked
+    assert "Weights & Biases" in model_card("me/neo", metrics, {**config, "report_to": "wandb"})
+
+
 def test_space_id_is_validated(tmp_path, capsys):
     from finetune.cli import main
 

@@ -45,3 +45,26 @@ def test_cache_key_changes_with_data_tokenizer_and_block_size(tiny_tokenizer_dir
     assert key != tc.cache_key(_splits(29), tok, 16)
     tok.add_tokens(["<newtoken>"])
     assert key != tc.cache_key(splits, tok, 16)
+
+
+def test_a_model_the_hub_cannot_give_is_one_line(tmp_path, release_dir, scratch_json,
+                                                 tiny_tokenizer_dir):
+    """Offline (as users set it) and not cached: exit 2 and one line, not an OSError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    for argv in (["--tokenizer", "nobody/no-tokenizer", "--from-scratch", str(scratch_json)],
+                 ["--model", "nobody/no-model", "--tokenizer", str(tiny_tokenizer_dir)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "finetune", "--data", str(release_dir), "--output-dir",
+             str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--block-size", "32",
+             *argv],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert len(errors) == 1 and "nobody/no-" in errors[0] and "cannot load" in errors[0]

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -112,9 +113,15 @@ def test_resume_continues_from_the_last_checkpoint(release_dir, tmp_path, tiny_t
     run(parse_args(argv), log=lambda _: None, callbacks=[StopAt(10)])
     assert (out / "checkpoint-10").is_dir() and not (out / "checkpoint-15").exists()
     assert main(argv) == 2  # a fresh run into a dir with checkpoints is refused
+    # What `kill -9` during a save leaves: a checkpoint folder with its config and a temp file.
+    (out / "checkpoint-15").mkdir()
+    (out / "checkpoint-15" / "config.json").write_text("{}")
+    (out / "checkpoint-15" / "tmpk2j3.safetensors").write_bytes(b"\0" * 64)
 
-    record = Record()
-    run(parse_args([*argv, "--resume"]), log=lambda _: None, callbacks=[record])
+    record, lines = Record(), []
+    run(parse_args([*argv, "--resume"]), log=lines.append, callbacks=[record])
+    assert any("skipping checkpoint-15, which is incomplete" in line for line in lines)
+    assert "finetune: resuming from checkpoint-10" in lines
     assert record.first_step == 10
     assert sorted(record.lrs) == list(range(11, 21))
     state = json.loads((out / "checkpoint-20" / "trainer_state.json").read_text())
@@ -140,7 +147,7 @@ def test_resume_without_checkpoint_exits_2(tmp_path, capsys, release_dir, tiny_t
     argv = train_argv(release_dir, tmp_path / "none", tiny_tokenizer_dir, scratch_json,
                       tmp_path / "cache", "--resume")
     assert main(argv) == 2
-    assert "no checkpoint-* directory" in capsys.readouterr().err
+    assert "no complete checkpoint-* directory" in capsys.readouterr().err
 
 
 def test_finetune_from_a_pretrained_model_dir(tmp_path, release_dir, tiny_model_dir):
@@ -164,3 +171,19 @@ def test_finetune_from_a_pretrained_model_dir(tmp_path, release_dir, tiny_model_
     card = (out / "README.md").read_text()
     assert "base_model" not in yaml.safe_load(card.split("---")[1])  # a local dir is no Hub id
     assert f"fine-tuned from `{tiny_model_dir}`" in card
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_no_model(tmp_path, capsys, release_dir,
+                                                                 tiny_tokenizer_dir, scratch_json):
+    """A huge (finite) learning rate blows the loss up to NaN/inf within a few steps."""
+    out = tmp_path / "out"
+    argv = train_argv(release_dir, out, tiny_tokenizer_dir, scratch_json, tmp_path / "cache",
+                      "--max-steps", "12", "--eval-steps", "6", "--logging-steps", "1")
+    argv[argv.index("--learning-rate") + 1] = "1e30"
+    code = main(argv)
+    # Trainer's progress bars share stderr (redrawn with \r, no newline before our line).
+    text = capsys.readouterr().err
+    errors = re.findall(r"error: [^\r\n]*", text)
+    assert code == 1 and "Traceback" not in text
+    assert len(errors) == 1 and errors[0].startswith("error: training diverged: loss is nan")
+    assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()

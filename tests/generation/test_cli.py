@@ -54,6 +54,7 @@ def test_streaming_prints_the_continuation(decode_dir, engine):
     (["--top-k", "many"], "argument --top-k: invalid int value"),
     (["--precision", "int3"], "argument --precision: invalid choice"),
     (["--precision", "int4"], "no int4 model"),
+    (["--top-k", str(10**30)], "top_k must be an integer in [0, 2147483647]"),
 ])
 def test_bad_options_exit_2_with_one_line(tiny_onnx_dir, capsys, extra, message):
     code = None
@@ -70,3 +71,12 @@ def test_bad_options_exit_2_with_one_line(tiny_onnx_dir, capsys, extra, message)
 def test_missing_model_exits_2(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nothing" / "here"), "--prompt", "Hi"]) == 2
     assert "neither a model directory nor a Hub repo id" in capsys.readouterr().err
+
+
+def test_a_prompt_of_invalid_utf8_bytes_exits_2_with_one_line(tiny_onnx_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "generation", "--model", str(tiny_onnx_dir), "--prompt",
+         b"abc\xff\xfe"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "python -m generation: error: --prompt is not valid UTF-8 (byte 0xff at position 3)"]

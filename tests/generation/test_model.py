@@ -195,9 +195,10 @@ def load_from_fake_hub(tmp_path, repo_id: str, model_dir, onnx_dir) -> tuple[dic
     shutil.copytree(onnx_dir, repo / "onnx")
     server, requested = serve_repo(repo_id, repo)
     try:
+        # Online first, whatever the caller's environment says (offline users export HF_HUB_OFFLINE=1).
         env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
                "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
-               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0"}
         out = run_without_torch(repo_id, PROMPTS[0], env)
     finally:
         server.shutdown()
@@ -228,3 +229,18 @@ def test_hub_repo_with_a_decode_graph_downloads_only_that_graph(tmp_path, tiny_m
                 "model.safetensors"} & fetched
     local = Engine.load(decode_dir, provider="cpu")
     assert out["token_ids"] == local.generate(PROMPTS[0], [SamplingParams()], 16)[0].token_ids
+
+
+@pytest.mark.slow
+def test_the_hub_test_also_passes_in_the_other_offline_mode():
+    """Users who work offline export HF_HUB_OFFLINE=1 (and TRANSFORMERS_OFFLINE=1): the suite
+    must pass for them too. The Hub test above runs in this process's mode; here it runs again
+    in the other one, so every run of the suite covers both."""
+    offline_here = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    if not offline_here:
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    test = "tests/generation/test_model.py::test_hub_repo_id_downloads_only_what_it_needs"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:]

@@ -103,6 +103,9 @@ def test_long_prompts_are_cut_from_the_left(engine, hf_model):
     (("Hi", [SamplingParams(repetition_penalty=0)], 8), "repetition_penalty must be"),
     (("Hi", [SamplingParams(seed=-1)], 8), "seed must be"),
     (("Hi", [SamplingParams(temperature=float("nan"))], 8), "temperature must be"),
+    (("Hi", [SamplingParams(top_k=10**30)], 8), "top_k must be an integer in \\[0, 2147483647\\]"),
+    (("abc\ud800", [SamplingParams()], 8), "prompt must be valid Unicode text"),
+    (("abc\udcff\udcfe", [SamplingParams()], 8), "prompt must be valid Unicode text"),
 ])
 def test_bad_arguments_raise_before_any_work(engine, args, message):
     # stream() itself raises, before the first step is asked for.

@@ -61,9 +61,10 @@ class RecordingHub:
     """Stands in for `huggingface_hub.HfApi`: records each call, keeps a copy of every
     uploaded file (the bundle's folder is temporary), and can fail at a named step."""
 
-    def __init__(self, token: str, fail_at: str | None = None):
+    def __init__(self, token: str, fail_at: str | None = None, variables: dict | None = None):
         self.token = token
         self.fail_at = fail_at
+        self.variables = dict(variables or {})  # the Space's variables before the deploy
         self.calls: list[tuple[str, tuple, dict]] = []
         self.uploaded: dict[str, bytes] = {}
 
@@ -88,6 +89,15 @@ class RecordingHub:
 
     def add_space_variable(self, *args, **kwargs):
         self._record("add_space_variable", args, kwargs)
+        return {}
+
+    def get_space_variables(self, *args, **kwargs):
+        self._record("get_space_variables", args, kwargs)
+        return dict(self.variables)
+
+    def delete_space_variable(self, *args, **kwargs):
+        self._record("delete_space_variable", args, kwargs)
+        self.variables.pop(args[1], None)
         return {}
 
     @property

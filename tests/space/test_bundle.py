@@ -14,6 +14,7 @@ import pytest
 from space.bundle import ENGINE_FILES, OPTIONAL_ENGINE_FILES, BundleOptions, build_bundle
 from space.card import MAX_SHORT_DESCRIPTION
 from space.cli import main
+from space.errors import UserError
 from space.source import with_default_model
 from tests.conftest import REPO_ROOT
 from tests.space.conftest import front_matter
@@ -194,9 +195,50 @@ def test_cli_build_user_errors_exit_2(tmp_path, capsys, argv, message):
 
 def test_code_importing_what_the_space_lacks_is_refused(tmp_path, source_copy, capsys):
     root, _ = source_copy
+    with open(root / "generation" / "__init__.py", "a") as f:
+        f.write("from . import extra  # noqa: F401\n")
     (root / "generation" / "extra.py").write_text(
         "try:\n    import spaces\nexcept ImportError:\n    spaces = None\n\n"
         "def f():\n    import torch\n    from transformers import AutoModel\n")
     with pytest.raises(Exception, match=r"generation/extra.py imports torch, transformers$"):
         build_bundle(BundleOptions(model=HUB_ID, output_dir=tmp_path / "b", source_root=root))
     assert not (tmp_path / "b").exists()
+
+
+def test_a_module_nothing_imports_stays_out(tmp_path, source_copy):
+    root, code = source_copy
+    (root / "generation" / "local_settings.py").write_text(f'HF_TOKEN = "{_token()}"\n')
+    bundle = build_bundle(BundleOptions(model=HUB_ID, output_dir=tmp_path / "b", source_root=root))
+    assert {rel for rel, _ in bundle.files} == code | {"README.md", "requirements.txt"}
+
+
+def _token() -> str:
+    import secrets
+
+    return "hf_" + secrets.token_hex(17)
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored token", "any hf_ token"])
+def test_build_refuses_code_that_holds_a_token(tmp_path, source_copy, monkeypatch, stored):
+    root, _ = source_copy
+    token = _token()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    if stored:
+        monkeypatch.setenv("HF_TOKEN", token)
+    else:
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+    with open(root / "generation" / "__init__.py", "a") as f:
+        f.write("from . import local_settings  # noqa: F401\n")
+    (root / "generation" / "local_settings.py").write_text(f'TOKEN = "{token}"\n')
+    with pytest.raises(UserError, match=r"^refusing to build: generation/local_settings.py "
+                                        r"contains a Hugging Face token"):
+        build_bundle(BundleOptions(model=HUB_ID, output_dir=tmp_path / "b", source_root=root))
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_build_refuses_a_bundle_holding_the_stored_token(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "onnxruntime")  # a "token" that requirements.txt holds
+    code, out, err = run_cli(capsys, "build", "--model", HUB_ID, "--output-dir", str(tmp_path / "b"))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: refusing to build: ") and "contains a Hugging Face token" in err
+    assert "onnxruntime" not in err and not (tmp_path / "b").exists()

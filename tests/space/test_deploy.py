@@ -31,11 +31,12 @@ def hubs(monkeypatch) -> list[RecordingHub]:
     """Every Hub client the deploy makes; `hubs.fail_at` makes the next one fail there."""
     class Made(list):
         fail_at: str | None = None
+        variables: dict = {}
 
     made = Made()
 
     def factory(tok: str) -> RecordingHub:
-        made.append(RecordingHub(tok, fail_at=made.fail_at))
+        made.append(RecordingHub(tok, fail_at=made.fail_at, variables=made.variables))
         return made[-1]
 
     monkeypatch.setattr(space.deploy, "default_hub_factory", factory)
@@ -124,7 +125,28 @@ def test_bad_space_id_is_a_user_error(capsys, token, hubs, space_id):
 def test_local_model_dir_is_a_user_error(tmp_path, capsys, token, hubs):
     code = main(["deploy", "--space-id", SPACE_ID, "--model", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 2 and hubs == [] and "--push-to-hub" in err
+    assert code == 2 and hubs == [] and "--push-to-hub" in err and "--embed-model" in err
+
+
+@pytest.mark.parametrize("earlier_variable", [False, True])
+def test_embed_model_deploys_a_local_model_in_one_command(tmp_path, capsys, token, hubs,
+                                                          tiny_onnx_dir, earlier_variable):
+    """No MODEL_ID variable may point elsewhere: an earlier deploy's is deleted."""
+    hubs.variables = {"MODEL_ID": MODEL} if earlier_variable else {}
+    argv = ["deploy", "--space-id", SPACE_ID, "--model", str(tiny_onnx_dir), "--embed-model"]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (hub,) = hubs
+    expected = ["create_repo", "upload_folder", "get_space_variables"]
+    assert hub.names == expected + ["delete_space_variable"] * earlier_variable
+    if earlier_variable:
+        assert hub.calls[-1][1] == (SPACE_ID, "MODEL_ID")
+    bundle = build_bundle(BundleOptions(
+        model=str(tiny_onnx_dir), output_dir=tmp_path / "expected", space_id=SPACE_ID,
+        embed_model=True, command="python -m space " + shlex.join(argv)))
+    assert hub.uploaded == {rel: (bundle.path / rel).read_bytes() for rel, _ in bundle.files}
+    assert "model/tokenizer.json" in hub.uploaded and token not in out + err
 
 
 @pytest.mark.parametrize("step", ["create_repo", "upload_folder", "add_space_variable"])
@@ -143,5 +165,5 @@ def test_a_bundle_holding_the_token_is_never_uploaded(capsys, monkeypatch, hubs)
     # A token that happens to occur in the bundle (here: in requirements.txt and README.md).
     monkeypatch.setenv("HF_TOKEN", "onnxruntime")
     code, out, err, _ = deploy_cli(capsys)
-    assert code == 1 and hubs == []
-    assert "refusing to upload" in err and "contains your Hugging Face token" in err
+    assert code == 2 and hubs == [] and err.count("\n") == 1
+    assert "refusing to build" in err and "contains a Hugging Face token" in err

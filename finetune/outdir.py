@@ -1,0 +1,133 @@
+"""The output and cache directories: usable paths, no silent reuse, complete checkpoints.
+
+Checked before anything is loaded, so a bad path costs the user seconds, not a data
+download and a tokenization.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from finetune.config import ConfigError, FinetuneConfig
+
+# The files a run writes into --output-dir when it finishes: a directory holding any of them
+# (an earlier run, an export, a project folder with a README.md) is never written over
+# without --overwrite.
+END_FILES = ("model.safetensors", "pytorch_model.bin", "config.json", "generation_config.json",
+             "metrics.json", "README.md", "loss.png", "trainer_state.json", "training_args.bin",
+             "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+             "merges.txt")
+# Written when a run starts; a run that failed early leaves them, which must not block a rerun.
+START_FILES = ("finetune_config.json", "baseline_metrics.json")
+# Trainer writes these into every checkpoint, trainer_state.json last: a checkpoint that
+# lacks one (or whose state does not parse) was cut short, e.g. by `kill -9`.
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def path_issues(cfg: FinetuneConfig) -> list[str]:
+    """Why --output-dir or --cache-dir cannot be used (empty when both can)."""
+    issues = []
+    for flag, value in (("--output-dir", cfg.output_dir), ("--cache-dir", cfg.cache_dir)):
+        if problem := _unusable_dir(Path(value).expanduser()):
+            issues.append(f"{flag} {value}: {problem}")
+    return issues
+
+
+def _unusable_dir(path: Path) -> str | None:
+    """Why `path` cannot be (created as) a writable directory, or None."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:  # os.access says yes to root even on read-only or virtual file systems
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"cannot write in {existing} ({err.strerror or err})"
+    return None
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """The `checkpoint-N` folders of `out`, highest step first."""
+    if not out.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in out.iterdir()
+             if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """Whether Trainer finished writing `checkpoint` (all its files, a parsable state)."""
+    if not all((checkpoint / name).is_file() for name in CHECKPOINT_FILES):
+        return False
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(out: str | Path) -> tuple[Path | None, list[Path]]:
+    """The newest complete checkpoint of a run directory, and the newer incomplete ones.
+
+    Returns:
+        (checkpoint or None, incomplete checkpoints above it, highest step first).
+    """
+    skipped = []
+    for path in checkpoints(Path(out)):
+        if is_complete(path):
+            return path, skipped
+        skipped.append(path)
+    return None, skipped
+
+
+def check_output_dir(cfg: FinetuneConfig) -> None:
+    """--resume needs a complete checkpoint; a fresh run must not reuse an earlier one's dir.
+
+    Raises:
+        ConfigError: the output directory does not fit the options.
+    """
+    out = Path(cfg.output_dir)
+    found = checkpoints(out)
+    if cfg.resume:
+        last, skipped = last_complete_checkpoint(out)
+        if last is None:
+            incomplete = f" ({', '.join(p.name for p in skipped)} is incomplete)" if skipped else ""
+            raise ConfigError(f"--resume: no complete checkpoint-* directory in {out}{incomplete}; "
+                              "pass --overwrite instead of --resume to start afresh")
+        return
+    if cfg.overwrite:
+        return
+    if found:
+        raise ConfigError(f"{out} already holds checkpoints ({found[0].name}): pass --resume to "
+                          "continue that run, --overwrite to start afresh, or choose another "
+                          "--output-dir")
+    present = [name for name in END_FILES if (out / name).exists()]
+    if present:
+        raise ConfigError(f"{out} already holds a model or files this run would replace "
+                          f"({', '.join(present)}): pass --overwrite to replace them, or choose "
+                          "another --output-dir")
+
+
+def clear_earlier_run(cfg: FinetuneConfig, log: Callable[[str], None]) -> None:
+    """With --overwrite, delete the earlier run's checkpoints and result files.
+
+    A stale checkpoint-N would otherwise be what a later --resume picks up, and a stale
+    model.safetensors would look like this run's result if this run fails.
+    """
+    if not cfg.overwrite:
+        return
+    out = Path(cfg.output_dir)
+    stale = checkpoints(out) + [out / name for name in END_FILES + START_FILES
+                                if (out / name).is_file()]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if stale:
+        log(f"finetune: --overwrite: deleted {len(stale)} files and checkpoints of the earlier run")
