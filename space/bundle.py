@@ -9,6 +9,7 @@ holds a Hugging Face token is refused.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from generation.model import DECODE_JSON, choose_model_file
 from space.card import DEFAULT_TITLE, PLACEHOLDER_SPACE_ID, CardInfo, render_card
 from space.errors import UserError
 from space.source import check_imports, code_files, with_default_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBED_DIR = "model"
-# The engine's default precision: int8 when the export has it, else fp32 (see notes/api.md).
+# Without a decode graph (decode.json), the engine's default: int8 when present, else fp32.
 ONNX_PREFERENCE = ("model_int8.onnx", "model.onnx")
 ENGINE_FILES = ("config.json", "tokenizer.json")
 OPTIONAL_ENGINE_FILES = ("generation_config.json",)  # the engine's sampling defaults
@@ -94,7 +96,8 @@ def repo_id_problem(repo_id: str, *, need_namespace: bool) -> str | None:
 def find_onnx_dir(model_dir: Path) -> Path | None:
     """The folder holding the ONNX files: the dir itself (export layout) or its `onnx/`."""
     for candidate in (model_dir, model_dir / "onnx"):
-        if any((candidate / name).is_file() for name in ONNX_PREFERENCE):
+        if (candidate / DECODE_JSON).is_file() or any(
+                (candidate / name).is_file() for name in ONNX_PREFERENCE):
             return candidate
     return None
 
@@ -106,21 +109,31 @@ def engine_files(model_dir: Path) -> list[Path]:
         model_dir: an export dir, or a model repo with its ONNX files in `onnx/`.
 
     Returns:
-        The ONNX file (and its external-data file, if any), config.json, tokenizer.json and,
-        when present, generation_config.json.
+        The ONNX file the engine would load (the decode graph named by decode.json's default,
+        with decode.json, where the export has one; else optimum's int8 or fp32 file), its
+        external-data file if any, config.json, tokenizer.json and, when present,
+        generation_config.json.
 
     Raises:
         UserError: no ONNX file, or a required config/tokenizer file is missing.
     """
     onnx_dir = find_onnx_dir(model_dir)
     if onnx_dir is None:
-        raise UserError(f"{model_dir} holds no {' or '.join(ONNX_PREFERENCE)} (nor in onnx/): "
-                        "export it first with `python -m export`")
-    chosen = next(onnx_dir / name for name in ONNX_PREFERENCE if (onnx_dir / name).is_file())
+        raise UserError(f"{model_dir} holds no {DECODE_JSON} or {' or '.join(ONNX_PREFERENCE)} "
+                        "(nor in onnx/): export it first with `python -m export`")
+    names = [p.name for p in onnx_dir.iterdir() if p.is_file()]
+    try:
+        rel, _, meta = choose_model_file(
+            names, None, True, lambda name: json.loads((onnx_dir / name).read_text()))
+    except ValueError as err:
+        raise UserError(f"{onnx_dir}: {err}") from None
+    chosen = onnx_dir / rel
     files = [chosen] + sorted(
         p for p in onnx_dir.iterdir()
         if p.is_file() and p.name in (chosen.name + "_data", chosen.name + ".data")
     )
+    if meta is not None:
+        files.append(onnx_dir / DECODE_JSON)
     missing = []
     for name in ENGINE_FILES + OPTIONAL_ENGINE_FILES:
         found = next((d / name for d in (onnx_dir, model_dir) if (d / name).is_file()), None)

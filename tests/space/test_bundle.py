@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import re
 import subprocess
 import sys
@@ -147,6 +148,29 @@ def test_embed_prefers_int8_and_keeps_external_data(tmp_path, layout):
     assert {rel for rel, _ in bundle.files if rel.startswith("model/")} == {
         "model/model_int8.onnx", "model/model_int8.onnx_data",
         *(f"model/{n}" for n in ENGINE_FILES)}
+
+
+def test_embed_takes_the_default_decode_graph_and_decode_json(tmp_path):
+    model = tmp_path / "export"
+    model.mkdir()
+    for name in ("model.onnx", "model_int8.onnx", "decode_fp32.onnx", "decode_int4.onnx",
+                 "decode_int8.onnx", *ENGINE_FILES):
+        (model / name).write_text(name)
+    (model / "decode.json").write_text(json.dumps({"format": 1, "default": "int8", "files": {
+        "fp32": "decode_fp32.onnx", "int8": "decode_int8.onnx", "int4": "decode_int4.onnx"}}))
+    bundle = build_bundle(BundleOptions(model=str(model), output_dir=tmp_path / "b",
+                                        embed_model=True))
+    assert {rel for rel, _ in bundle.files if rel.startswith("model/")} == {
+        "model/decode_int8.onnx", "model/decode.json", *(f"model/{n}" for n in ENGINE_FILES)}
+
+
+def test_the_bundled_demo_model_embeds_what_the_engine_loads(tmp_path):
+    from generation import Engine
+
+    bundle = build_bundle(BundleOptions(model=str(REPO_ROOT / "demo_model"),
+                                        output_dir=tmp_path / "b", embed_model=True))
+    engine = Engine.load(bundle.path / "model", provider="cpu")
+    assert engine.info["graph"] == "decode"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
