@@ -150,7 +150,7 @@ def export_model(
     manifest = None
     if decode_paths:
         manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log)
-        files.update({f"decode_{p}": out / name for p, name in manifest["files"].items()})
+        files.update({f"decode_{p}": out / name for p, name in (manifest or {}).get("files", {}).items()})
     report = card.build_report(model_dir, files, quantizers, gate, timings, options or {})
     report["decode"] = manifest
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
