@@ -131,7 +131,8 @@ def export_model(
         quantizers[precision] = timed(f"quantize {precision}", quantize_file, precision, fp32, out,
                                       int4_block_size, int4_embeddings)
         files[precision] = out / FILE_NAMES[precision]
-    decode_paths, block_sizes = {}, {"int8": int8_block_size, "int4": int4_block_size}
+    decode_paths, config = {}, None
+    block_sizes = {"int8": int8_block_size, "int4": int4_block_size}
     if decode is not None:
         config, weights = checkpoint or decode_export.read_checkpoint(model_dir)
         decode_paths = timed("decode graphs", decode_export.write_decode_graphs, config, weights,
@@ -139,14 +140,8 @@ def export_model(
         del weights, checkpoint
     gate, decode_gate = None, None
     if settings is not None:
-        model, tokenizer = timed("load PyTorch reference", load_reference, model_dir, device)
-        quantized = {p: f for p, f in files.items() if p != "fp32"}
-        gate = timed("validation gate", run_gate, model, tokenizer, fp32, quantized, settings, log)
-        if decode_paths:
-            decode_gate = timed("decode graph gate", run_decode_gate, model, tokenizer, config,
-                                decode_paths, settings, log)
-            gate.checks += decode_gate.checks
-            gate.quality.update({f"decode {p}": q for p, q in decode_gate.quality.items()})
+        gate, decode_gate = _run_gates(model_dir, files, decode_paths, config, settings, device,
+                                       timed, log)
     manifest = None
     if decode_paths:
         manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log)
@@ -156,6 +151,21 @@ def export_model(
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     card.write_model_card(model_dir, out, report)
     return ExportResult(out, files, gate, report)
+
+
+def _run_gates(model_dir: Path, files: dict[str, Path], decode_paths: dict[str, Path], config,
+               settings: GateSettings, device: str, timed, log):
+    """The optimum files' gate, then the decode graphs'; their checks end up in one result."""
+    model, tokenizer = timed("load PyTorch reference", load_reference, model_dir, device)
+    quantized = {p: f for p, f in files.items() if p != "fp32"}
+    gate = timed("validation gate", run_gate, model, tokenizer, files["fp32"], quantized, settings, log)
+    if not decode_paths:
+        return gate, None
+    decode_gate = timed("decode graph gate", run_decode_gate, model, tokenizer, config, decode_paths,
+                        settings, log)
+    gate.checks += decode_gate.checks
+    gate.quality.update({f"decode {p}": q for p, q in decode_gate.quality.items()})
+    return gate, decode_gate
 
 
 def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_sizes: dict, out: Path,
