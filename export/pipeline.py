@@ -87,6 +87,7 @@ def export_model(
     decode: Sequence[str] | None = ("int8", "int4"),
     int8_block_size: int = DEFAULT_INT8_BLOCK,
     checkpoint: tuple | None = None,
+    window_cache: bool = False,
 ) -> ExportResult:
     """Export, quantize and validate a Hugging Face causal LM directory.
 
@@ -104,6 +105,7 @@ def export_model(
             "int4"); None: no decode graphs (a model that is not GPT-Neo).
         int8_block_size: MatMulNBits block size of `decode_int8.onnx`.
         checkpoint: `decode_export.read_checkpoint(model_dir)` when the caller has it already.
+        window_cache: local layers' caches hold only their window in the decode graphs.
 
     Returns:
         The ExportResult; `.passed` tells whether the gate passed. The report, model card and
@@ -136,7 +138,7 @@ def export_model(
     if decode is not None:
         config, weights = checkpoint or decode_export.read_checkpoint(model_dir)
         decode_paths = timed("decode graphs", decode_export.write_decode_graphs, config, weights,
-                             out, decode, block_sizes)
+                             out, decode, block_sizes, window_cache)
         del weights, checkpoint
     gate, decode_gate = None, None
     if settings is not None:
@@ -144,7 +146,8 @@ def export_model(
                                        timed, log)
     manifest = None
     if decode_paths:
-        manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log)
+        manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log,
+                                               window_cache)
         files.update({f"decode_{p}": out / name for p, name in (manifest or {}).get("files", {}).items()})
     report = card.build_report(model_dir, files, quantizers, gate, timings, options or {})
     report["decode"] = manifest
@@ -169,7 +172,7 @@ def _run_gates(model_dir: Path, files: dict[str, Path], decode_paths: dict[str, 
 
 
 def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_sizes: dict, out: Path,
-                                log) -> dict | None:
+                                log, window_cache: bool = False) -> dict | None:
     """Delete the decode graphs that failed the gate, write `decode.json` for the others.
 
     Returns:
@@ -191,7 +194,7 @@ def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_size
     }
     manifest = decode_export.decode_manifest(config, {p: paths[p] for p in passed},
                                              decode_export.choose_default(step_ms, passed),
-                                             summary, block_sizes)
+                                             summary, block_sizes, window_cache)
     decode_export.write_manifest(out, manifest)
     log(f"[export] decode.json: {', '.join(manifest['files'].values())}; default {manifest['default']}")
     return manifest

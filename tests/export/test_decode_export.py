@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 from export.decode_export import choose_default
@@ -27,3 +28,16 @@ def test_default_is_the_fastest_that_passed():
     assert choose_default({"fp32": 40.0, "int8": 11.0, "int4": 12.0}, ["fp32", "int8", "int4"]) == "int8"
     assert choose_default({"fp32": 40.0, "int4": 12.0}, ["fp32"]) == "fp32"
     assert choose_default({}, ["fp32", "int8"]) == "int8"
+
+
+def test_window_cache_flag_fixes_the_local_layers_cache_length(tmp_path, tiny_model_dir):
+    import onnx
+
+    from export.cli import main
+
+    assert main(["--model", str(tiny_model_dir), "--output-dir", str(tmp_path), "--decode", "none",
+                 "--window-cache", "--greedy-tokens", "8", "--eval-tokens", "64"]) == 0
+    assert json.loads((tmp_path / "decode.json").read_text())["window_cache"] is True
+    inputs = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]
+              for i in onnx.load(str(tmp_path / "decode_fp32.onnx")).graph.input}
+    assert inputs["past_key.0"][2] == "capacity" and inputs["past_value.1"][2] == 8  # global, local
