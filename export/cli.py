@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--int8-block-size", type=int, default=128,
                    help="MatMulNBits block size of decode_int8.onnx (power of two >= 16; 128: "
                         "as accurate as 32 on the demo model and ~15%% less CPU a step at 125M)")
+    q.add_argument("--window-cache", action="store_true",
+                   help="decode graphs whose local-attention layers keep only their window in the "
+                        "cache (GQA sliding_window_cache; decode.json says window_cache): less "
+                        "memory, faster long contexts; the engine must size each layer's cache from "
+                        "the graph's past_key input")
     q.add_argument("--int4-embeddings", action="store_true",
                    help="also quantize the embedding tables to 4 bits in model_int4.onnx "
                         "(GatherBlockQuantized): a much smaller file, checked by the same gate")
@@ -217,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     decode = None if checkpoint is None else [d for d in args.decode if d != "none"]
     result = export_model(model_dir, args.output_dir, precisions, args.device, settings,
                           args.int4_block_size, args.int4_embeddings, options, decode=decode,
-                          int8_block_size=args.int8_block_size, checkpoint=checkpoint)
+                          int8_block_size=args.int8_block_size, checkpoint=checkpoint,
+                          window_cache=args.window_cache)
     for check in result.gate.checks:
         print(f"[gate] {check.line()}")
     sizes = ", ".join(f"{p} {f.stat().st_size / 1e6:.1f} MB" for p, f in result.files.items())

@@ -42,7 +42,7 @@ def remove_stale_files(out: Path) -> list[str]:
 
 
 def write_decode_graphs(config: DecodeConfig, weights: dict, out: Path, precisions: Sequence[str],
-                        block_sizes: dict[str, int]) -> dict[str, Path]:
+                        block_sizes: dict[str, int], window_cache: bool = False) -> dict[str, Path]:
     """Build and save `decode_{precision}.onnx` for each precision (fp32 always first).
 
     Args:
@@ -50,20 +50,22 @@ def write_decode_graphs(config: DecodeConfig, weights: dict, out: Path, precisio
         out: the export directory.
         precisions: any of "int8", "int4" (fp32 is always written: the gate's reference).
         block_sizes: MatMulNBits block size per quantized precision.
+        window_cache: local layers' caches hold only their window (see `DecodeGraphBuilder`).
 
     Returns:
         {precision: path}.
     """
     paths = {}
     for precision in ["fp32", *[p for p in DECODE_PRECISIONS[1:] if p in precisions]]:
-        model = build_decode_graph(config, weights, precision, block_sizes.get(precision, 32))
+        model = build_decode_graph(config, weights, precision, block_sizes.get(precision, 32),
+                                   window_cache=window_cache)
         paths[precision] = out / DECODE_FILES[precision]
         onnx.save(model, str(paths[precision]))
     return paths
 
 
 def decode_manifest(config: DecodeConfig, files: dict[str, Path], default: str, gate: dict | None,
-                    block_sizes: dict[str, int]) -> dict:
+                    block_sizes: dict[str, int], window_cache: bool = False) -> dict:
     """The contract's `decode.json` content."""
     return {
         "format": 1,
@@ -77,6 +79,8 @@ def decode_manifest(config: DecodeConfig, files: dict[str, Path], default: str, 
         "context": config.context,
         "block_sizes": {p: block_sizes[p] for p in files if p in block_sizes},
         "pad_rows": {p: p != "fp32" for p in files},  # see export/decode_graph.py
+        # true: local layers' past/present are [rows, heads, window, head_dim] (fixed in the graph)
+        "window_cache": window_cache,
         "gate": gate,
     }
 

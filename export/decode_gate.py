@@ -163,8 +163,9 @@ def run_decode_gate(model, tokenizer, config: DecodeConfig, paths: dict[str, Pat
         log(f"[gate] decode fp32 vs PyTorch: {label} ({'/'.join(str(len(r)) for r in rows)} tokens)")
         checks += check_decode_logits(model, fp32, config, rows, label, settings.steps, settings.atol)
         short = rows[0] if label == "short b1" else short
-    log(f"[gate] decode fp32 greedy {settings.greedy_tokens} tokens vs transformers generate")
-    checks.append(validate.check_greedy(model, greedy_fn(fp32, config), short, settings.greedy_tokens,
+    greedy = min(settings.greedy_tokens, config.context - len(short))
+    log(f"[gate] decode fp32 greedy {greedy} tokens vs transformers generate")
+    checks.append(validate.check_greedy(model, greedy_fn(fp32, config), short, greedy,
                                         prefix="decode fp32 ", stop_at_eos=False))
     passed = ["fp32"] if all(c.passed for c in checks) else []
     stream = heldout.token_stream(tokenizer, settings.texts, settings.eval_tokens,

@@ -41,14 +41,16 @@ class DecodeGraphBuilder:
         precision: "fp32", "int8" or "int4".
         block_size: MatMulNBits block size along K.
         pad_rows: edge-pad matmul inputs to >= 2 rows (None: for the quantized precisions).
+        window_cache: local layers' caches hold only their window (GQA `sliding_window_cache`):
+            their `past_*` inputs are [batch, heads, window, head_dim], a fixed size.
     """
 
     def __init__(self, config: DecodeConfig, weights: dict[str, np.ndarray], precision: str = "fp32",
-                 block_size: int = 32, pad_rows: bool | None = None):
+                 block_size: int = 32, pad_rows: bool | None = None, window_cache: bool = False):
         if precision not in BITS:
             raise ValueError(f"precision must be one of {sorted(BITS)}, got {precision!r}")
         self.config, self.weights, self.precision = config, weights, precision
-        self.block_size = block_size
+        self.block_size, self.window_cache = block_size, window_cache
         self.pad_rows = precision != "fp32" if pad_rows is None else pad_rows
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -88,12 +90,13 @@ class DecodeGraphBuilder:
             helper.make_tensor_value_info("total_sequence_length", i32, []),
             helper.make_tensor_value_info("logits_to_keep", i64, []),
         ]
-        cache = ["batch", c.heads, "capacity", c.head_dim]
-        for i in range(c.layers):
+        caches = [["batch", c.heads, (self.window_cache and w) or "capacity", c.head_dim]
+                  for w in c.windows]
+        for i, cache in enumerate(caches):
             self.inputs += [helper.make_tensor_value_info(f"past_key.{i}", f32, cache),
                             helper.make_tensor_value_info(f"past_value.{i}", f32, cache)]
         self.outputs.append(helper.make_tensor_value_info("logits", f32, ["batch", "keep", c.vocab_size]))
-        for i in range(c.layers):
+        for i, cache in enumerate(caches):
             self.outputs += [helper.make_tensor_value_info(f"present_key.{i}", f32, cache),
                              helper.make_tensor_value_info(f"present_value.{i}", f32, cache)]
 
@@ -175,7 +178,8 @@ class DecodeGraphBuilder:
             [qkv, "", "", f"past_key.{i}", f"past_value.{i}", "seqlens_k", "total_sequence_length"],
             f"{p}/GroupQueryAttention", domain="com.microsoft",
             outputs=[f"{p}/GroupQueryAttention/output_0", f"present_key.{i}", f"present_value.{i}"],
-            num_heads=c.heads, kv_num_heads=c.heads, scale=1.0, local_window_size=window, do_rotary=0)
+            num_heads=c.heads, kv_num_heads=c.heads, scale=1.0, local_window_size=window, do_rotary=0,
+            **({"sliding_window_cache": 1} if self.window_cache and window > 0 else {}))
         out = self.make_node("Reshape", [out, self.const("rows_hidden", [-1, c.hidden])],
                              f"{p}/output/Reshape")
         out = self.make_pad(out, f"{p}/output/pad")
@@ -251,6 +255,7 @@ class DecodeGraphBuilder:
 
 
 def build_decode_graph(config: DecodeConfig, weights: dict[str, np.ndarray], precision: str = "fp32",
-                       block_size: int = 32, pad_rows: bool | None = None) -> onnx.ModelProto:
+                       block_size: int = 32, pad_rows: bool | None = None,
+                       window_cache: bool = False) -> onnx.ModelProto:
     """Build one decode graph (see `DecodeGraphBuilder` for the arguments)."""
-    return DecodeGraphBuilder(config, weights, precision, block_size, pad_rows).build()
+    return DecodeGraphBuilder(config, weights, precision, block_size, pad_rows, window_cache).build()

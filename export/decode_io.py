@@ -28,9 +28,12 @@ class DecodeRunner:
                  max_rows: int, capacity: int):
         self.session = session
         self.layers = layers
-        shape = (max_rows, heads, capacity, head_dim)
-        self.keys = [np.zeros(shape, np.float32) for _ in range(layers)]
-        self.values = [np.zeros(shape, np.float32) for _ in range(layers)]
+        # A layer whose cache input has a fixed length (a window cache) gets that length.
+        fixed = {i.name: i.shape[2] for i in session.get_inputs() if i.name.startswith("past_")}
+        lengths = [fixed[f"past_key.{i}"] if isinstance(fixed[f"past_key.{i}"], int) else capacity
+                   for i in range(layers)]
+        self.keys = [np.zeros((max_rows, heads, n, head_dim), np.float32) for n in lengths]
+        self.values = [np.zeros_like(k) for k in self.keys]
         self.lengths = np.zeros(max_rows, dtype=np.int64)  # tokens in each slot's cache
 
     def reset(self, slot: int) -> None:

@@ -81,20 +81,19 @@ def run_gate(model, tokenizer, fp32_path: Path, quantized: dict[str, Path],
     """
     start = time.perf_counter()
     session = ort_io.open_session(fp32_path, settings.device)
-    prompts = gate_prompts(tokenizer, model.config, settings.texts, settings.greedy_tokens,
-                           settings.steps)
+    max_pos = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+    greedy = min(settings.greedy_tokens, max_pos // 2)  # a small context still fits the prompts
+    prompts = gate_prompts(tokenizer, model.config, settings.texts, greedy, settings.steps)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     checks: list[validate.Check] = []
     for label, rows in prompts.items():
         log(f"[gate] fp32 logits vs PyTorch: {label} ({', '.join(str(len(r)) for r in rows)} tokens)")
         checks += validate.check_logits(model, session, rows, pad_id, f"fp32 logits {label}",
                                         settings.steps, settings.atol)
-    log(f"[gate] greedy {settings.greedy_tokens} tokens vs transformers generate")
-    checks.append(validate.check_greedy(model, session, prompts["short b1"][0],
-                                        settings.greedy_tokens))
+    log(f"[gate] greedy {greedy} tokens vs transformers generate")
+    checks.append(validate.check_greedy(model, session, prompts["short b1"][0], greedy))
     quality = {}
     if quantized:
-        max_pos = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         stream = heldout.token_stream(tokenizer, settings.texts, settings.eval_tokens,
                                       tokenizer.eos_token_id)
         pieces = heldout.chunks(stream, min(settings.chunk_tokens, max_pos))

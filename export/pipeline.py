@@ -87,6 +87,7 @@ def export_model(
     decode: Sequence[str] | None = ("int8", "int4"),
     int8_block_size: int = DEFAULT_INT8_BLOCK,
     checkpoint: tuple | None = None,
+    window_cache: bool = False,
 ) -> ExportResult:
     """Export, quantize and validate a Hugging Face causal LM directory.
 
@@ -104,6 +105,7 @@ def export_model(
             "int4"); None: no decode graphs (a model that is not GPT-Neo).
         int8_block_size: MatMulNBits block size of `decode_int8.onnx`.
         checkpoint: `decode_export.read_checkpoint(model_dir)` when the caller has it already.
+        window_cache: local layers' caches hold only their window in the decode graphs.
 
     Returns:
         The ExportResult; `.passed` tells whether the gate passed. The report, model card and
@@ -131,26 +133,22 @@ def export_model(
         quantizers[precision] = timed(f"quantize {precision}", quantize_file, precision, fp32, out,
                                       int4_block_size, int4_embeddings)
         files[precision] = out / FILE_NAMES[precision]
-    decode_paths, block_sizes = {}, {"int8": int8_block_size, "int4": int4_block_size}
+    decode_paths, config = {}, None
+    block_sizes = {"int8": int8_block_size, "int4": int4_block_size}
     if decode is not None:
         config, weights = checkpoint or decode_export.read_checkpoint(model_dir)
         decode_paths = timed("decode graphs", decode_export.write_decode_graphs, config, weights,
-                             out, decode, block_sizes)
+                             out, decode, block_sizes, window_cache)
         del weights, checkpoint
     gate, decode_gate = None, None
     if settings is not None:
-        model, tokenizer = timed("load PyTorch reference", load_reference, model_dir, device)
-        quantized = {p: f for p, f in files.items() if p != "fp32"}
-        gate = timed("validation gate", run_gate, model, tokenizer, fp32, quantized, settings, log)
-        if decode_paths:
-            decode_gate = timed("decode graph gate", run_decode_gate, model, tokenizer, config,
-                                decode_paths, settings, log)
-            gate.checks += decode_gate.checks
-            gate.quality.update({f"decode {p}": q for p, q in decode_gate.quality.items()})
+        gate, decode_gate = _run_gates(model_dir, files, decode_paths, config, settings, device,
+                                       timed, log)
     manifest = None
     if decode_paths:
-        manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log)
-        files.update({f"decode_{p}": out / name for p, name in manifest["files"].items()})
+        manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log,
+                                               window_cache)
+        files.update({f"decode_{p}": out / name for p, name in (manifest or {}).get("files", {}).items()})
     report = card.build_report(model_dir, files, quantizers, gate, timings, options or {})
     report["decode"] = manifest
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -158,8 +156,23 @@ def export_model(
     return ExportResult(out, files, gate, report)
 
 
+def _run_gates(model_dir: Path, files: dict[str, Path], decode_paths: dict[str, Path], config,
+               settings: GateSettings, device: str, timed, log):
+    """The optimum files' gate, then the decode graphs'; their checks end up in one result."""
+    model, tokenizer = timed("load PyTorch reference", load_reference, model_dir, device)
+    quantized = {p: f for p, f in files.items() if p != "fp32"}
+    gate = timed("validation gate", run_gate, model, tokenizer, files["fp32"], quantized, settings, log)
+    if not decode_paths:
+        return gate, None
+    decode_gate = timed("decode graph gate", run_decode_gate, model, tokenizer, config, decode_paths,
+                        settings, log)
+    gate.checks += decode_gate.checks
+    gate.quality.update({f"decode {p}": q for p, q in decode_gate.quality.items()})
+    return gate, decode_gate
+
+
 def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_sizes: dict, out: Path,
-                                log) -> dict | None:
+                                log, window_cache: bool = False) -> dict | None:
     """Delete the decode graphs that failed the gate, write `decode.json` for the others.
 
     Returns:
@@ -181,7 +194,7 @@ def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_size
     }
     manifest = decode_export.decode_manifest(config, {p: paths[p] for p in passed},
                                              decode_export.choose_default(step_ms, passed),
-                                             summary, block_sizes)
+                                             summary, block_sizes, window_cache)
     decode_export.write_manifest(out, manifest)
     log(f"[export] decode.json: {', '.join(manifest['files'].values())}; default {manifest['default']}")
     return manifest

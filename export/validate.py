@@ -140,8 +140,11 @@ def check_greedy(
 
     eos = model.generation_config.eos_token_id if stop_at_eos else None
     eos = eos[0] if isinstance(eos, list) else eos
+    # generate fills an unset eos_token_id from the model's own; an id past the vocabulary
+    # can never be produced, so with stop_at_eos=False it runs all new_tokens.
+    stop = eos if stop_at_eos else model.config.vocab_size
     ids = torch.tensor([list(prompt)], device=next(model.parameters()).device)
-    config = GenerationConfig(do_sample=False, max_new_tokens=new_tokens, eos_token_id=eos,
+    config = GenerationConfig(do_sample=False, max_new_tokens=new_tokens, eos_token_id=stop,
                               pad_token_id=eos if eos is not None else 0)
     with torch.no_grad():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)

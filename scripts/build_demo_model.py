@@ -105,7 +105,8 @@ def bundle_files(export_dir: Path, out: Path) -> list[str]:
     the default decode graph, the configs, the tokenizer and the card."""
     manifest = json.loads((export_dir / "decode.json").read_text())
     default = manifest["default"]
-    manifest["files"] = {default: manifest["files"][default]}
+    for key in ("files", "block_sizes", "pad_rows"):  # the gate's numbers stay for all
+        manifest[key] = {p: v for p, v in manifest.get(key, {}).items() if p == default}
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

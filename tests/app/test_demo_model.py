@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.app.conftest import DEMO_MODEL, demo_model_ready
 
 pytestmark = pytest.mark.skipif(not demo_model_ready(), reason="demo_model/ is not built yet")
 
-FILES = {"model_int8.onnx", "tokenizer.json", "config.json", "generation_config.json", "README.md"}
+FILES = {"decode.json", "tokenizer.json", "config.json", "generation_config.json", "README.md"}
+
+
+def _manifest() -> dict:
+    return json.loads((DEMO_MODEL / "decode.json").read_text())
 
 
 def test_only_the_files_the_app_needs_within_25_mib():
     files = {p.name for p in DEMO_MODEL.iterdir()}
-    assert files == FILES
+    manifest = _manifest()
+    assert list(manifest["files"]) == [manifest["default"]]  # one decode graph: the default
+    assert files == FILES | set(manifest["files"].values())
     assert sum(p.stat().st_size for p in DEMO_MODEL.iterdir()) <= 25 * 2**20
 
 
@@ -28,7 +36,7 @@ def test_it_writes_english_words():
     from generation import Engine, SamplingParams
 
     engine = Engine.load(DEMO_MODEL)
-    assert engine.info["precision"] == "int8"
+    assert engine.info["precision"] == _manifest()["default"]
     text = engine.generate("In this paper, we propose", [SamplingParams()], 40)[0].text
     words = text.split()
     assert len(words) >= 10

@@ -104,3 +104,24 @@ def test_a_row_is_bitwise_the_same_alone_or_beside_rows_of_other_lengths(tiny, s
         solo = alone.run([token])[0]
         together = batch.run([token, [step % vocab], [(step + 9) % vocab]])[0]
         assert np.array_equal(solo, together), (precision, step)
+
+
+def test_window_cache_holds_only_the_window_and_matches_pytorch_and_itself_alone(tiny):
+    config, weights, model = tiny
+    session = ort.InferenceSession(build_decode_graph(config, weights, window_cache=True)
+                                   .SerializeToString(), providers=["CPUExecutionProvider"])
+    batch, alone = (DecodeRunner(session, config.layers, config.heads, config.head_dim, n, 64)
+                    for n in (3, 1))
+    assert batch.keys[1].shape[2] == config.windows[1] and batch.keys[0].shape[2] == 64
+    rows = [prompt(n, 20 + n, config.vocab_size) for n in (23, 5, 11)]
+    for slot, ids in enumerate(rows):
+        logits = batch.run([ids], first=slot, logits_to_keep=len(ids))[0]
+        assert np.abs(logits - torch_last(model, ids)).max() <= 1e-4
+    alone.run([rows[1]])
+    for step in range(12):  # the 5-token row goes past the window too
+        nxt = [[(3 * step + slot) % config.vocab_size] for slot in range(3)]
+        logits = batch.run(nxt)
+        assert np.array_equal(alone.run([nxt[1]])[0], logits[1]), step
+        for slot in range(3):
+            rows[slot] = rows[slot] + nxt[slot]
+            assert np.abs(logits[slot, -1] - torch_last(model, rows[slot])[-1]).max() <= 1e-4
