@@ -79,7 +79,8 @@ def prepare_random_init(arch: str, cache: Path, tokenizer_dir: Path, gate: bool,
     """Build (once) and export (once) a random-init model in the cache.
 
     Returns:
-        (PyTorch model dir, ONNX export dir with model.onnx, model_int8.onnx, model_int4.onnx).
+        (PyTorch model dir, ONNX export dir with model.onnx, model_int8.onnx, model_int4.onnx
+        and the decode graphs with decode.json).
     """
     torch_dir, onnx_dir = cache / arch / "pytorch", cache / arch / "onnx"
     if not (torch_dir / "config.json").exists():
@@ -94,7 +95,7 @@ def ensure_export(torch_dir: Path, onnx_dir: Path, gate: bool, log=print) -> Pat
     from export.gate import GateSettings
     from export.pipeline import export_model
 
-    wanted = ("model.onnx", "model_int8.onnx", "model_int4.onnx", "export_report.json")
+    wanted = ("model.onnx", "model_int8.onnx", "model_int4.onnx", "decode.json", "export_report.json")
     if all((onnx_dir / name).exists() for name in wanted):
         log(f"[bench] reusing the export in {onnx_dir}")
         return onnx_dir

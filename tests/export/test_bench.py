@@ -66,7 +66,7 @@ def test_random_init_builds_exports_and_reuses(shared, tmp_path, monkeypatch):
     assert report["gate"]["passed"] and report["files"]["int4"]["quantized_ops"]["MatMulNBits"] == 13
     config = json.loads((tmp_path / "gpt-neo-small" / "pytorch" / "config.json").read_text())
     assert config["vocab_size"] == 50257 and config["attention_layers"] == ["global", "local"]
-    assert decode.main(args) == 0  # second run reuses the cached export
+    assert decode.main([*args, "--overwrite"]) == 0  # second run reuses the cached export
 
 
 @pytest.mark.parametrize("argv, message", [
