@@ -6,6 +6,7 @@ import numbers
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,6 +15,17 @@ from .params import RowResult, SamplingParams, StepUpdate
 from .rows import RowState
 from .runner import Runner, create_session, map_io
 from .sampler import select_next
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request: prompt ids (cut from the left to fit), params, and when it started."""
+
+    ids: list[int]
+    params: list[SamplingParams]
+    max_new_tokens: int
+    truncated: int
+    start: float
 
 
 class Engine:
@@ -90,6 +102,21 @@ class Engine:
         return self._config.eos_ids
 
     @property
+    def vocab_size(self) -> int:
+        """Rows of the logits (the model's vocabulary, which may exceed the tokenizer's)."""
+        return self._config.vocab_size
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the model (heads × head_dim), which sizes the cache of a row."""
+        return self._config.hidden
+
+    @property
+    def runner(self) -> Runner:
+        """The session and its cache operations (what a scheduler drives)."""
+        return self._runner
+
+    @property
     def tokenizer(self):
         """The `tokenizers.Tokenizer` of the model."""
         return self._tokenizer
@@ -129,14 +156,7 @@ class Engine:
                 bad max_new_tokens, listing every problem.
         """
         start = time.perf_counter()  # the request's clock includes tokenization
-        issues = [] if isinstance(prompt, str) and prompt.strip() else [
-            "prompt must be a non-empty string"]
-        ids = self.encode(prompt) if not issues else []
-        if not issues and not ids:
-            issues.append("prompt produced no tokens")
-        if ids and max(ids) >= self._config.vocab_size:
-            issues.append("the tokenizer produced ids beyond the model's vocabulary")
-        params = self._check(issues, params, max_new_tokens)
+        ids, params = self._validated(prompt, None, params, max_new_tokens)
         return self._decode(ids, params, max_new_tokens, start)
 
     def stream_tokens(self, token_ids: Sequence[int], params: Sequence[SamplingParams],
@@ -146,11 +166,44 @@ class Engine:
         Raises:
             ValueError: empty or out-of-vocabulary ids, or any problem `stream` reports.
         """
-        ids = [int(t) for t in token_ids] if _all_ints(token_ids) else []
-        issues = [] if ids and min(ids) >= 0 and max(ids) < self._config.vocab_size else [
-            f"token_ids must be a non-empty list of ids in [0, {self._config.vocab_size})"]
-        params = self._check(issues, params, max_new_tokens)
+        ids, params = self._validated(None, token_ids, params, max_new_tokens)
         return self._decode(ids, params, max_new_tokens, time.perf_counter())
+
+    def prepare(self, prompt: str | None, params: Sequence[SamplingParams], max_new_tokens: int = 64,
+                token_ids: Sequence[int] | None = None) -> Prepared:
+        """Check a request and turn it into what a decoding loop runs (see `stream`).
+
+        Args:
+            prompt: the text to continue, or None when `token_ids` is given.
+            params, max_new_tokens: as for `stream`.
+            token_ids: the prompt as token ids (instead of `prompt`).
+
+        Returns:
+            The prompt ids cut to fit the context, the params, and the request's start time.
+
+        Raises:
+            ValueError: any problem `stream` or `stream_tokens` reports.
+        """
+        start = time.perf_counter()
+        ids, params = self._validated(prompt, token_ids, params, max_new_tokens)
+        truncated = max(0, len(ids) - (self.context_size - max_new_tokens))
+        return Prepared(ids[truncated:], params, max_new_tokens, truncated, start)
+
+    def _validated(self, prompt, token_ids, params, max_new_tokens) -> tuple[list[int], list[SamplingParams]]:
+        """The prompt's ids and the params as a list; raises ValueError listing every problem."""
+        if token_ids is None:
+            issues = [] if isinstance(prompt, str) and prompt.strip() else [
+                "prompt must be a non-empty string"]
+            ids = self.encode(prompt) if not issues else []
+            if not issues and not ids:
+                issues.append("prompt produced no tokens")
+            if ids and max(ids) >= self._config.vocab_size:
+                issues.append("the tokenizer produced ids beyond the model's vocabulary")
+        else:
+            ids = [int(t) for t in token_ids] if _all_ints(token_ids) else []
+            issues = [] if ids and min(ids) >= 0 and max(ids) < self._config.vocab_size else [
+                f"token_ids must be a non-empty list of ids in [0, {self._config.vocab_size})"]
+        return ids, self._check(issues, params, max_new_tokens)
 
     def _check(self, issues: list[str], params, max_new_tokens) -> list[SamplingParams]:
         """Add the problems of params and max_new_tokens to `issues`; raise if there are any."""
