@@ -60,6 +60,7 @@ class Scheduler:
         self.slots: list[tuple[Request, int]] = []  # the row in each decoding slot 0..B-1
         self.tokens = np.zeros(self.max_rows, dtype=np.int64)  # each decoding slot's last token
         self.steps = 0
+        self.timing = {"forward_s": 0.0, "sample_s": 0.0, "rows_peak": 0}
         self._eos = set(engine.eos_ids)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._queued = 0  # submitted, not yet admitted (guarded by _lock)
@@ -101,9 +102,11 @@ class Scheduler:
         return len(self.slots) + sum(len(r.prepared.params) for r in self.prefilling)
 
     def stats(self) -> dict:
-        """Rows in flight, requests waiting / prefilling / running, and steps run so far."""
+        """Rows in flight (now and at most), requests waiting / prefilling / running, steps run
+        so far, and the seconds spent in the forward passes and in the sampler."""
         return {"rows": self.rows_in_flight, "max_rows": self.max_rows, "queued": self._queued,
-                "prefilling": len(self.prefilling), "running": len(self.running), "steps": self.steps}
+                "prefilling": len(self.prefilling), "running": len(self.running), "steps": self.steps,
+                **self.timing}
 
     def close(self) -> None:
         """Stop the loop after the current step (requests in flight end with an error)."""
@@ -118,7 +121,9 @@ class Scheduler:
                 self._drop_ended()
                 joined = self.schedule()
                 before = len(self.slots) - sum(len(r.rows) for r, _ in joined)
+                tick = time.perf_counter()
                 outs = [self.backend.step(self.tokens[:before])] if before else []
+                self.timing["forward_s"] += time.perf_counter() - tick
                 outs += [np.repeat(logits[None], len(req.rows), axis=0) for req, logits in joined]
                 if outs:
                     self.update_from_output(np.concatenate(outs))
@@ -210,8 +215,11 @@ class Scheduler:
     def update_from_output(self, logits: np.ndarray) -> None:
         """Pick every decoding row's token, send each request its update, retire finished rows."""
         rows = [req.rows[i] for req, i in self.slots]
+        tick = time.perf_counter()
         tokens, probs = select_next(logits, [r.params for r in rows], [r.rng for r in rows],
                                     [r.seen for r in rows])
+        self.timing["sample_s"] += time.perf_counter() - tick
+        self.timing["rows_peak"] = max(self.timing["rows_peak"], len(rows))
         self.tokens[:len(tokens)] = tokens
         by_request: dict[Request, list[int]] = {}
         for slot, (req, _) in enumerate(self.slots):
