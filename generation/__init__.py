@@ -3,9 +3,11 @@
     from generation import Engine, SamplingParams
     engine = Engine.load("out/onnx")
     rows = engine.generate("We propose", [SamplingParams(), SamplingParams(temperature=0.8, top_p=0.9, seed=0)])
+    logprobs = engine.score("We propose a method.").logprobs
 """
 
 from .engine import Engine
 from .params import RowResult, RowStats, SamplingParams, StepUpdate
+from .score import ScoreResult
 
-__all__ = ["Engine", "RowResult", "RowStats", "SamplingParams", "StepUpdate"]
+__all__ = ["Engine", "RowResult", "RowStats", "SamplingParams", "ScoreResult", "StepUpdate"]

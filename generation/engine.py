@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .decoder import DecodeRunner
 from .model import ModelConfig, load_tokenizer, read_config, resolve
 from .params import RowResult, SamplingParams, StepUpdate
 from .rows import RowState
 from .runner import Runner, create_session, map_io
 from .sampler import select_next
+from .score import ScoreResult, score_tokens
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,11 @@ class Engine:
         Args:
             model: an export directory, a directory or Hub repo with the ONNX files in `onnx/`,
                 or a Hub repo id (downloaded with snapshot_download).
-            precision: "fp32", "int8" or "int4"; None takes int8 when present, else fp32.
-            provider: "cpu", "cuda", or None (CUDA only where a GPU really works).
+            precision: "fp32", "int8" or "int4". With a decode graph (decode.json), None takes
+                its default (the fastest that passed the export's gate); with optimum's files
+                alone, int8 when present, else fp32.
+            provider: "cpu", "cuda", or None (CUDA only where a GPU really works). The decode
+                graph runs on the CPU; "cuda" runs optimum's graph.
 
         Returns:
             The engine.
@@ -61,23 +66,29 @@ class Engine:
         """
         if provider not in (None, "cpu", "cuda"):
             raise ValueError(f"provider must be 'cpu', 'cuda' or None (auto), got {provider!r}")
-        files = resolve(model, precision)
+        # The decode graph is CPU-only (its fp32 attention kernel has no CUDA version): a CUDA
+        # request runs optimum's graph.
+        files = resolve(model, precision, use_decode=provider != "cuda")
         config = read_config(files)
         tokenizer = load_tokenizer(files)
-        session, used = create_session(str(files.onnx), provider)
-        runner = Runner(session, used, map_io(session, config.heads, config.hidden))
-        if used == "cuda" and provider is None:
-            runner = _working_or_cpu(runner, files, config)
-        layers = len(runner.io.past) // 2
+        if files.decode is not None:
+            session, used = create_session(str(files.onnx), "cpu")
+            runner = DecodeRunner(session, used)
+        else:
+            session, used = create_session(str(files.onnx), provider)
+            runner = Runner(session, used, map_io(session, config.heads, config.hidden))
+            if used == "cuda" and provider is None:
+                runner = _working_or_cpu(runner, files, config)
         info = {
             "model": str(model),
             "precision": files.precision,
             "provider": runner.provider,
             "onnx_file": str(files.onnx),
+            "graph": "optimum" if files.decode is None else "decode",
             "parameters": config.parameters,
             "context": config.context,
             "vocab_size": config.vocab_size,
-            "layers": layers,
+            "layers": runner.layers,
         }
         return cls(runner, tokenizer, config, info)
 
@@ -124,6 +135,28 @@ class Engine:
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (no special tokens added)."""
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def score(self, text: str) -> ScoreResult:
+        """The teacher-forced log-probability of each token of `text` given those before it.
+
+        The first token is conditioned on EOS, as GPT-2-style models start a document. Texts
+        longer than the context are scored with a sliding window (see `score.score_tokens`).
+        Perplexity is `result.perplexity`.
+
+        Returns:
+            ScoreResult(token_ids, logprobs): natural logs, one per token.
+
+        Raises:
+            ValueError: text is not a string, gives no tokens, or the model has no EOS token.
+        """
+        ids = self.encode(text) if isinstance(text, str) else []
+        issues = [] if ids else ["text must be a string that produces at least one token"]
+        issues += [] if self.eos_ids else ["the model has no EOS token to start the text from"]
+        if ids and max(ids) >= self._config.vocab_size:
+            issues.append("the tokenizer produced ids beyond the model's vocabulary")
+        if issues:
+            raise ValueError("\n".join(issues))
+        return score_tokens(self._runner, ids, self.eos_ids[0], self.context_size)
 
     def generate(self, prompt: str, params: Sequence[SamplingParams],
                  max_new_tokens: int = 64) -> list[RowResult]:
@@ -232,12 +265,14 @@ class Engine:
         results = [r.result for r in rows]
         eos = set(self.eos_ids)
 
-        logits, cache = self._runner.prefill(ids)
-        if len(rows) > 1:
-            # Every row starts from the same prompt: copy its cache rather than recompute it.
-            cache.take(np.zeros(len(rows), dtype=np.int64))
-            logits = np.repeat(logits, len(rows), axis=0)
-        active = list(range(len(rows)))  # the row behind each batch row of the cache
+        runner = self._runner
+        cache = runner.new_cache(len(rows), len(ids) + max_new_tokens)
+        logits = runner.prefill(cache, 0, ids)
+        # Every row starts from the same prompt: copy its cache rather than recompute it.
+        for slot in range(1, len(rows)):
+            cache.copy(0, slot)
+        logits = np.repeat(logits, len(rows), axis=0)
+        active = list(range(len(rows)))  # the row in each slot; slots 0..len(active)-1 run
         for step in range(max_new_tokens):
             batch = [rows[i] for i in active]
             tokens, probs = select_next(logits, [r.params for r in batch], [r.rng for r in batch],
@@ -248,15 +283,26 @@ class Engine:
                 deltas[i] = rows[i].accept(int(tokens[j]), float(probs[j]), now, eos,
                                            step == max_new_tokens - 1)
             yield StepUpdate(deltas=deltas, rows=results, prompt_truncated=truncated)
-            still = [j for j, i in enumerate(active) if not results[i].finished]
-            if not still:
+            _compact(cache, active, tokens, [results[i].finished for i in active])
+            if not active:
                 return
-            if len(still) < len(active):
-                # A finished row would cost a full row of work every step: drop it.
-                cache.take(np.asarray(still, dtype=np.int64))
-                active = [active[j] for j in still]
-                tokens = tokens[still]
-            logits = self._runner.step(tokens, cache)
+            logits = runner.step(cache, tokens[:len(active)])
+
+
+def _compact(cache, active: list[int], tokens: np.ndarray, finished: list[bool]) -> None:
+    """Free the slots of finished rows, moving the last running slot into each gap, so the
+    running rows stay in slots 0..B-1 (a finished row would cost a full row of work per step).
+    `active` and `tokens` are updated to the new slot order."""
+    slot = 0
+    while slot < len(active):
+        if finished[slot]:
+            last = len(active) - 1
+            cache.move(last, slot)  # one row's cache copied, once per finished row
+            active[slot], tokens[slot], finished[slot] = active[last], tokens[last], finished[last]
+            active.pop()
+            finished.pop()
+        else:
+            slot += 1
 
 
 def _all_ints(values) -> bool:
@@ -269,7 +315,7 @@ def _all_ints(values) -> bool:
 def _working_or_cpu(runner: Runner, files, config) -> Runner:
     """Run one token on CUDA; on any failure fall back to a CPU session quietly."""
     try:
-        runner.prefill([0])
+        runner.prefill(runner.new_cache(1, 1), 0, [0])
         return runner
     except Exception:  # noqa: BLE001 - any CUDA failure means: use the CPU
         session, used = create_session(str(files.onnx), "cpu")

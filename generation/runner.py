@@ -1,11 +1,12 @@
-"""The ONNX Runtime session of a causal LM with a KV cache: prefill, step, drop rows.
+"""The ONNX Runtime session of an optimum causal LM (`model.onnx`) with a KV cache, and the
+session options shared with the decode graph's runner (`decoder.py`).
 
 The session is stateless; each request owns a `KVCache`. The cache lives in OrtValues that
 ONNX Runtime allocated as outputs of the previous step and that are bound, as they are, as the
 inputs of the next step (IO binding): no copy to numpy and back per step, and on CUDA the cache
-stays on the GPU (it crosses to the host only when rows are broadcast or dropped). The exported graph itself concatenates past and new keys/values (its
-`present` outputs are one position longer than its `past` inputs); that one copy per step is
-the model's, not ours.
+stays on the GPU (it crosses to the host only when rows are broadcast or dropped). The exported
+graph itself concatenates past and new keys/values (its `present` outputs are one position
+longer than its `past` inputs); that one copy per step is the model's, not ours.
 """
 
 from __future__ import annotations
@@ -152,70 +153,121 @@ def create_session(path: str, provider: str | None) -> tuple[ort.InferenceSessio
 
 
 class KVCache:
-    """One request's cache: 2 × layers tensors of shape [rows, heads, length, head_dim].
+    """The optimum graph's cache seen as slots (the API of `decoder.SlotCache`), for the engine's
+    one pattern: prefill one sequence, copy it to more slots, step them, drop finished ones.
 
-    Between steps the values are the OrtValues the model returned (on the provider's device);
-    right after `take` (or before the prefill) they are numpy arrays, bound once as CPU inputs.
+    The graph concatenates past and new keys, so every row holds the same number of tokens and
+    a batch is one set of tensors [rows, heads, length, head_dim] (`values`): the OrtValues the
+    model returned, or numpy arrays right after rows were rearranged. Slot moves are recorded
+    in `row_of` and applied as one row gather at the next `step`.
     """
 
-    def __init__(self, values: list, length: int):
-        self.values = values
-        self.length = length
+    def __init__(self, rows: int, capacity: int):
+        self.rows = rows
+        self.capacity = capacity
+        self.lengths = np.zeros(rows, dtype=np.int64)
+        self.row_of = np.full(rows, -1, dtype=np.int64)  # slot -> row of `values`, -1: none
+        self.values: list = []
 
-    @property
-    def rows(self) -> int:
+    def copy(self, src: int, dst: int) -> None:
+        """Make slot `dst` a copy of slot `src`."""
+        self.row_of[dst], self.lengths[dst] = self.row_of[src], self.lengths[src]
+
+    def move(self, src: int, dst: int) -> None:
+        """Move slot `src` into slot `dst` and free `src`."""
+        self.copy(src, dst)
+        if src != dst:
+            self.clear(src)
+
+    def clear(self, slot: int) -> None:
+        """Forget slot's tokens."""
+        self.row_of[slot], self.lengths[slot] = -1, 0
+
+    def gather(self, batch: int) -> None:
+        """Lay out `values` as slots 0..batch-1 (one copy, only after slots were rearranged)."""
+        rows = self.row_of[:batch]
+        if len(self.values) and (rows.size != self._batch() or (rows != np.arange(batch)).any()):
+            # Whole-row copies (np.concatenate of slices): 5-8x faster than fancy indexing on
+            # [rows, heads, length, head_dim] tensors (220 MB at 1,000 tokens x 3 rows).
+            self.values = [np.concatenate([a[r:r + 1] for r in rows]) for a in
+                           (v if isinstance(v, np.ndarray) else v.numpy() for v in self.values)]
+        self.row_of[:batch] = np.arange(batch)
+        self.row_of[batch:], self.lengths[batch:] = -1, 0
+
+    def _batch(self) -> int:
         value = self.values[0]
         return value.shape[0] if isinstance(value, np.ndarray) else value.shape()[0]
 
-    def take(self, rows: np.ndarray) -> None:
-        """Keep (or repeat) the given batch rows, e.g. [0, 0, 0] to broadcast a prefill to 3 rows
-        or [0, 2] to drop finished row 1. One copy of the cache; done rarely, not per step."""
-        # Whole-row copies (np.concatenate of slices): 5-8x faster than fancy indexing on
-        # [rows, heads, length, head_dim] tensors (220 MB at 1,000 tokens × 3 rows).
-        self.values = [np.concatenate([a[r:r + 1] for r in rows]) for a in
-                       (v if isinstance(v, np.ndarray) else v.numpy() for v in self.values)]
-
 
 class Runner:
-    """A causal LM session with a KV cache, driven through IO binding."""
+    """An optimum causal LM session with a KV cache, driven through IO binding. It has the
+    decode runner's API (`new_cache`, `prefill`, `step`) but only for sequences of one length:
+    prefill into an empty cache (or more chunks of its one sequence), then step all slots."""
 
     def __init__(self, session: ort.InferenceSession, provider: str, io: ModelIO):
         self.session = session
         self.provider = provider
         self.io = io
 
-    def prefill(self, token_ids: list[int]) -> tuple[np.ndarray, KVCache]:
-        """Run the prompt through the model (one row).
+    @property
+    def layers(self) -> int:
+        """Transformer layers of the graph."""
+        return len(self.io.past) // 2
+
+    def new_cache(self, rows: int, capacity: int) -> KVCache:
+        """An empty cache of `rows` slots."""
+        return KVCache(rows, capacity)
+
+    def prefill(self, cache: KVCache, slot: int, token_ids, keep: int = 1) -> np.ndarray:
+        """Feed one sequence's tokens (see `decoder.DecodeRunner.prefill`).
+
+        Raises:
+            ValueError: another slot holds tokens (this graph cannot mix sequences), or keep
+                is out of range.
+        """
+        busy = np.flatnonzero(cache.lengths)
+        if busy.size > 1 or (busy.size == 1 and busy[0] != slot):
+            raise ValueError("an optimum graph holds one sequence per cache while prefilling; "
+                             "export a decode graph (python -m export) to mix sequences")
+        ids = np.asarray([token_ids], dtype=np.int64)
+        if not 1 <= keep <= ids.shape[1]:
+            raise ValueError(f"keep must be in [1, {ids.shape[1]}], got {keep}")
+        if busy.size == 0:
+            empty = np.zeros((1, self.io.heads, 0, self.io.head_dim), dtype=self.io.cache_dtype)
+            cache.values = [empty] * len(self.io.past)
+        cache.row_of[slot] = 0
+        return self._forward(ids, cache, slot, keep)[0]
+
+    def step(self, cache: KVCache, tokens: np.ndarray) -> np.ndarray:
+        """Feed one new token to each of slots 0..B-1 (B = len(tokens)); slots beyond B are
+        dropped.
 
         Returns:
-            (float32 logits [1, vocab] of the last position, the cache of the prompt).
+            float32 logits [B, vocab].
+
+        Raises:
+            ValueError: the slots hold different numbers of tokens.
         """
-        empty = np.zeros((1, self.io.heads, 0, self.io.head_dim), dtype=self.io.cache_dtype)
-        cache = KVCache([empty] * len(self.io.past), 0)
-        logits = self._forward(np.asarray([token_ids], dtype=np.int64), cache)
-        return logits, cache
+        batch = len(tokens)
+        if len(set(cache.lengths[:batch].tolist())) != 1:
+            raise ValueError("an optimum graph steps only slots of equal length; "
+                             "export a decode graph (python -m export) for mixed lengths")
+        cache.gather(batch)
+        return self._forward(np.asarray(tokens, dtype=np.int64).reshape(-1, 1), cache,
+                             slice(0, batch), 1)[:, 0]
 
-    def step(self, tokens: np.ndarray, cache: KVCache) -> np.ndarray:
-        """Feed one new token per row; the cache grows by one position.
-
-        Args:
-            tokens: int64 [rows], one per row of the cache.
-            cache: updated in place.
-
-        Returns:
-            float32 logits [rows, vocab].
-        """
-        return self._forward(tokens.reshape(-1, 1), cache)
-
-    def _forward(self, input_ids: np.ndarray, cache: KVCache) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, cache: KVCache, slots, keep: int) -> np.ndarray:
         rows, new = input_ids.shape
-        total = cache.length + new
+        past = int(cache.lengths[slots].max())
+        total = past + new
+        if total > cache.capacity:
+            raise ValueError(f"a slot would hold {total} tokens; the cache holds {cache.capacity}")
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.io.input_ids, input_ids)
         if self.io.attention_mask:
             binding.bind_cpu_input(self.io.attention_mask, np.ones((rows, total), dtype=np.int64))
         if self.io.position_ids:
-            positions = np.arange(cache.length, total, dtype=np.int64)
+            positions = np.arange(past, total, dtype=np.int64)
             binding.bind_cpu_input(self.io.position_ids, np.broadcast_to(positions, (rows, new)).copy())
         for name, value in zip(self.io.past, cache.values, strict=True):
             if isinstance(value, np.ndarray):
@@ -229,6 +281,6 @@ class Runner:
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
         cache.values = outputs[1:]
-        cache.length = total
+        cache.lengths[slots] = total
         # Copied out: the array must not outlive the OrtValue that owns its buffer.
-        return np.array(outputs[0].numpy()[:, -1, :], dtype=np.float32)
+        return np.array(outputs[0].numpy()[:, -keep:, :], dtype=np.float32)

@@ -26,6 +26,7 @@ def hf_greedy(hf_model, ids: list[int], eos: int, new_tokens: int = NEW_TOKENS,
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_greedy_matches_transformers(engine, hf_model, prompt):
+    assert engine.info["graph"] == "decode"
     ids = engine.encode(prompt)
     (row,) = engine.generate(prompt, [SamplingParams()], NEW_TOKENS)
     assert row.token_ids == hf_greedy(hf_model, ids, engine.eos_ids[0])
@@ -48,28 +49,33 @@ def test_side_by_side_batch_matches_transformers(engine, hf_model):
     assert rows[2].token_ids != rows[0].token_ids
 
 
-def test_cached_equals_uncached(engine):
+@pytest.mark.parametrize("which", ["engine", "optimum_engine"])
+def test_cached_equals_uncached(which, request):
     """Each step re-runs the whole sequence with no cache; the argmax must be the cached one."""
+    engine = request.getfixturevalue(which)
     prompt = PROMPTS[-1]
     (row,) = engine.generate(prompt, [SamplingParams()], 24)
     ids = engine.encode(prompt)
     runner = engine._runner
     uncached = []
     for _ in range(len(row.token_ids)):
-        logits, _ = runner.prefill(ids + uncached)
-        uncached.append(int(np.argmax(logits[0])))
+        logits = runner.prefill(runner.new_cache(1, 64), 0, ids + uncached)
+        uncached.append(int(np.argmax(logits[-1])))
         if uncached[-1] in engine.eos_ids:
             break
     assert row.token_ids == uncached
 
 
-def test_cache_grows_past_the_window_and_logits_match_pytorch(engine, hf_model):
+@pytest.mark.parametrize("which", ["engine", "optimum_engine"])
+def test_cache_grows_past_the_window_and_logits_match_pytorch(which, request, hf_model):
+    engine = request.getfixturevalue(which)
     ids = engine.encode(PROMPTS[-1])[:12]
     runner = engine._runner
-    logits, cache = runner.prefill(ids[:3])
+    cache = runner.new_cache(1, 16)
+    runner.prefill(cache, 0, ids[:3])
     for t in ids[3:]:
-        logits = runner.step(np.array([t]), cache)
-    assert cache.length == len(ids)
+        logits = runner.step(cache, np.array([t]))
+    assert cache.lengths[0] == len(ids)
     with torch.no_grad():
         ref = hf_model(torch.tensor([ids])).logits[0, -1].numpy()
     np.testing.assert_allclose(logits[0], ref, atol=1e-4)

@@ -1,0 +1,245 @@
+"""The decode graph's runner: a slot cache allocated once, prefill into one slot, step slots 0..B-1.
+
+The decode graph (`decode_*.onnx`, written by `python -m export`; see `decode.json`) attends with
+`com.microsoft.GroupQueryAttention`, which writes each row's new keys and values into the cache
+at that row's own position when the same buffer is bound as `past_*` input and `present_*`
+output. So the cache is plain numpy memory, allocated once per batch as
+[rows, heads, capacity, head_dim] per layer, and a call on B rows binds the contiguous view of
+slots 0..B-1: nothing is copied or reallocated per step. Each slot has its own length, so rows
+of one batch may hold different numbers of tokens.
+
+Batch invariance: a row's logits are bitwise the same whatever other slots run beside it (the
+graph is built for it: fp32 and 8-bit kernels work row by row, and 4-bit matmuls are padded to
+≥ 2 rows). So a slot's text never depends on its neighbours.
+
+The model call knows nothing of requests: a scheduler decides which sequence sits in which slot,
+keeps slots 0..B-1 filled (`SlotCache.move` the last slot into a freed one) and calls `step`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+_PAST = re.compile(r"^past_(key|value)\.(\d+)$")
+_INPUTS = ("input_ids", "position_ids", "seqlens_k", "total_sequence_length", "logits_to_keep")
+
+
+@dataclass(frozen=True)
+class DecodeIO:
+    """The decode graph's cache inputs (`past_key.0`, `past_value.0`, `past_key.1`, ...), the
+    matching outputs, and the cache layout; the fixed inputs have the contract's names."""
+
+    past: tuple[str, ...]
+    present: tuple[str, ...]
+    heads: int
+    head_dim: int
+    capacity: tuple[int | None, ...]  # per cache input: a fixed length, or None (any)
+    vocab_size: int
+
+
+def map_decode_io(session: ort.InferenceSession) -> DecodeIO:
+    """Read the cache names and shapes of a decode-graph session.
+
+    Raises:
+        ValueError: the session is not a decode graph (an input or a past/present pair missing).
+    """
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    found = {(int(m[2]), m[1]): n for n in inputs if (m := _PAST.match(n))}
+    layers = len(found) // 2
+    past = tuple(found.get((i, kind), "") for i in range(layers) for kind in ("key", "value"))
+    present = tuple(p.replace("past_", "present_", 1) for p in past)
+    issues = [f"the decode graph has no input {n!r}" for n in _INPUTS if n not in inputs]
+    issues += [] if "logits" in outputs else ["the decode graph has no 'logits' output"]
+    if not layers or not all(past) or any(p not in outputs for p in present):
+        issues.append("the decode graph lacks past_key.N/past_value.N inputs with matching "
+                      "present_key.N/present_value.N outputs")
+    if issues:
+        raise ValueError("; ".join(issues))
+    shape = inputs[past[0]].shape
+    vocab = outputs["logits"].shape[-1]
+    return DecodeIO(
+        past=past, present=present, heads=int(shape[1]), head_dim=int(shape[3]),
+        capacity=tuple(s if isinstance(s, int) else None
+                       for s in (inputs[p].shape[2] for p in past)),
+        vocab_size=int(vocab) if isinstance(vocab, int) else 0,
+    )
+
+
+class SlotCache:
+    """The keys and values of up to `rows` sequences ("slots"), allocated once.
+
+    Attributes:
+        arrays: per cache input of the graph (layer 0 key, layer 0 value, ...), float32
+            [rows, heads, capacity, head_dim].
+        lengths: int64 [rows]; slot s holds lengths[s] tokens (positions 0..lengths[s]-1).
+        rows, capacity: the slot count and the most tokens a slot can hold.
+    """
+
+    def __init__(self, io: DecodeIO, rows: int, capacity: int):
+        self.rows = rows
+        self.capacity = min([capacity] + [c for c in io.capacity if c is not None])
+        # Zeros, not np.empty: positions past a slot's length are masked by the graph, but
+        # garbage NaNs there could still leak through a 0 * NaN.
+        self.arrays = [np.zeros((rows, io.heads, c or capacity, io.head_dim), dtype=np.float32)
+                       for c in io.capacity]
+        self.lengths = np.zeros(rows, dtype=np.int64)
+        self._bound: dict[int, object] = {}  # batch size -> the step's IO binding (runner-owned)
+
+    def copy(self, src: int, dst: int) -> None:
+        """Make slot `dst` a copy of slot `src` (e.g. broadcast one prompt to several rows)."""
+        n = int(self.lengths[src])
+        if src != dst:
+            for a in self.arrays:
+                a[dst, :, :n] = a[src, :, :n]
+        self.lengths[dst] = n
+
+    def move(self, src: int, dst: int) -> None:
+        """Move slot `src` into slot `dst` and free `src`: with src = the last busy slot, this
+        closes the gap a finished row left, keeping the batch at slots 0..B-1."""
+        self.copy(src, dst)
+        if src != dst:
+            self.lengths[src] = 0
+
+    def clear(self, slot: int) -> None:
+        """Forget slot's tokens (its memory is reused by the next prefill)."""
+        self.lengths[slot] = 0
+
+    def views(self, start: int, stop: int) -> list[ort.OrtValue]:
+        """OrtValues over slots start..stop-1 of every cache array (no copy: the graph writes
+        through them into `arrays`)."""
+        return [ort.OrtValue.ortvalue_from_numpy(a[start:stop]) for a in self.arrays]
+
+
+class DecodeRunner:
+    """Runs a decode graph on a `SlotCache`: `prefill` one slot, `step` slots 0..B-1.
+
+    Args:
+        session: a CPU session of a decode graph.
+        provider: the provider that runs it (reported in Engine.info).
+    """
+
+    def __init__(self, session: ort.InferenceSession, provider: str = "cpu"):
+        self.session = session
+        self.provider = provider
+        self.io = map_decode_io(session)
+
+    @property
+    def layers(self) -> int:
+        """Transformer layers of the graph."""
+        return len(self.io.past) // 2
+
+    def new_cache(self, rows: int, capacity: int) -> SlotCache:
+        """A cache of `rows` slots of `capacity` tokens each (capped by the graph's own limit)."""
+        if rows < 1 or capacity < 1:
+            raise ValueError(f"a cache needs rows >= 1 and capacity >= 1, got {rows}, {capacity}")
+        return SlotCache(self.io, rows, capacity)
+
+    def prefill(self, cache: SlotCache, slot: int, token_ids, keep: int = 1) -> np.ndarray:
+        """Append tokens to one slot (a prompt, or the next chunk of one) and return logits.
+
+        Args:
+            cache: the cache; `cache.lengths[slot]` grows by len(token_ids).
+            slot: which slot, 0 .. cache.rows - 1. Its tokens so far stay as its context, so a
+                long prompt may be fed in several chunks.
+            token_ids: the new tokens (at least one).
+            keep: how many of the last positions get logits (1 to continue decoding;
+                len(token_ids) for teacher-forced scoring).
+
+        Returns:
+            float32 [keep, vocab]: row j is the prediction after token len(token_ids) - keep + j.
+
+        Raises:
+            ValueError: a bad slot, no tokens, keep out of range, or the slot would overflow.
+        """
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        seq = ids.shape[1]
+        self._check(cache, [slot], seq)
+        if not 1 <= keep <= seq:
+            raise ValueError(f"keep must be in [1, {seq}], got {keep}")
+        start = int(cache.lengths[slot])
+        total = start + seq
+        feeds = _feeds(ids, np.arange(start, total, dtype=np.int64)[None],
+                       np.array([total - 1], dtype=np.int32), total, keep)
+        logits = np.empty((1, keep, self._vocab(cache)), dtype=np.float32)
+        binding = self._bind(cache.views(slot, slot + 1), feeds, logits)
+        self.session.run_with_iobinding(binding)
+        cache.lengths[slot] = total
+        return logits[0]
+
+    def step(self, cache: SlotCache, tokens: np.ndarray) -> np.ndarray:
+        """Append one token to each of slots 0..B-1 (B = len(tokens)) in one batched call.
+
+        Args:
+            cache: the cache; each of lengths[0:B] grows by one. Slots may hold different
+                numbers of tokens.
+            tokens: int [B], the next token of each slot.
+
+        Returns:
+            float32 [B, vocab], the logits after each slot's new token. A view of a buffer
+            that the next `step` on this cache with the same B overwrites: use it (or copy
+            it) before then.
+
+        Raises:
+            ValueError: B is 0 or beyond cache.rows, or a slot is full or empty.
+        """
+        batch = len(tokens)
+        self._check(cache, range(batch), 1, need_past=True)
+        bound = cache._bound.get(batch)
+        if bound is None:
+            # Bound once per batch size: later steps only rewrite these small input buffers.
+            feeds = _feeds(np.zeros((batch, 1), np.int64), np.zeros((batch, 1), np.int64),
+                           np.zeros(batch, np.int32), 0, 1)
+            logits = np.empty((batch, 1, self._vocab(cache)), dtype=np.float32)
+            bound = cache._bound[batch] = (self._bind(cache.views(0, batch), feeds, logits),
+                                           feeds, logits)
+        binding, feeds, logits = bound
+        lengths = cache.lengths[:batch]
+        feeds["input_ids"][:, 0] = tokens
+        feeds["position_ids"][:, 0] = lengths
+        feeds["seqlens_k"][:] = lengths  # (length + 1 new) - 1
+        feeds["total_sequence_length"][()] = lengths.max() + 1
+        self.session.run_with_iobinding(binding)
+        lengths += 1
+        return logits[:, 0]
+
+    def _vocab(self, cache: SlotCache) -> int:
+        return self.io.vocab_size or self.session.get_outputs()[0].shape[-1]
+
+    def _check(self, cache: SlotCache, slots, seq: int, need_past: bool = False) -> None:
+        slots = list(slots)
+        if not slots or slots[-1] >= cache.rows or min(slots) < 0:
+            raise ValueError(f"slots {slots[0] if slots else ''}..{slots[-1] if slots else ''} "
+                             f"are outside the cache's {cache.rows} rows")
+        if seq < 1:
+            raise ValueError("no tokens to feed")
+        lengths = cache.lengths[slots]
+        if lengths.max() + seq > cache.capacity:
+            raise ValueError(f"a slot would hold {int(lengths.max()) + seq} tokens; "
+                             f"the cache holds {cache.capacity}")
+        if need_past and lengths.min() == 0:
+            raise ValueError("step needs every slot 0..B-1 prefilled first")
+
+    def _bind(self, views: list[ort.OrtValue], feeds: dict[str, np.ndarray],
+              logits: np.ndarray) -> ort.IOBinding:
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value))
+        for past, present, view in zip(self.io.past, self.io.present, views, strict=True):
+            # The same OrtValue in and out: the graph updates the cache in place.
+            binding.bind_ortvalue_input(past, view)
+            binding.bind_ortvalue_output(present, view)
+        binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        return binding
+
+
+def _feeds(input_ids, position_ids, seqlens_k, total: int, keep: int) -> dict[str, np.ndarray]:
+    """The graph's non-cache inputs as numpy buffers (bound without copies, so rewriting them in
+    place changes what the next run reads)."""
+    return {"input_ids": input_ids, "position_ids": position_ids, "seqlens_k": seqlens_k,
+            "total_sequence_length": np.array(total, dtype=np.int32),
+            "logits_to_keep": np.array(keep, dtype=np.int64)}
