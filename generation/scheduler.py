@@ -24,7 +24,7 @@ from .engine import Engine
 from .handle import Handle, Request, RowUpdate
 from .rows import RowState
 from .sampler import select_next
-from .slots import SerialSlots, row_bytes
+from .slots import Slots, row_bytes
 
 
 class Busy(RuntimeError):
@@ -46,14 +46,14 @@ class Scheduler:
     def __init__(self, engine: Engine, *, max_rows: int = 48, cache_mb: float | None = 2048,
                  queue_size: int = 64, time_limit_s: float | None = 120.0, prefill_chunk: int = 64):
         self.engine = engine
-        info = engine.info
-        per_row = row_bytes(info["layers"], engine.hidden_size, engine.context_size)
+        runner, capacity = engine.runner, engine.context_size
+        per_row = row_bytes(runner, runner.layers, engine.hidden_size, capacity)
         fit = max_rows if cache_mb is None else int(cache_mb * 2**20 // per_row)
         self.max_rows = max(1, min(max_rows, fit))
-        self.backend = SerialSlots(engine.runner, self.max_rows)
+        self.backend = Slots(runner, self.max_rows, capacity)
         self.queue_size = queue_size
         self.time_limit_s = time_limit_s
-        self.chunk = prefill_chunk if self.backend.chunk is None else self.backend.chunk
+        self.chunk = prefill_chunk if self.backend.chunk_ok else None
         self.waiting: collections.deque[Request] = collections.deque()
         self.prefilling: list[Request] = []
         self.running: list[Request] = []
