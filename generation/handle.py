@@ -92,12 +92,12 @@ class Handle:
         try:
             while True:
                 messages = [out.get()]
-                while interval_s and messages[-1][0] == "step" and (
-                        time.monotonic() < due or not out.empty()):
-                    try:
-                        messages.append(out.get(timeout=max(0.0, due - time.monotonic())))
-                    except queue.Empty:
-                        break
+                if interval_s and messages[-1][0] == "step":
+                    # Sleep rather than wait on the queue: each wake-up of a waiting reader
+                    # costs the loop's thread a GIL hand-over per step.
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    while messages[-1][0] == "step" and not out.empty():
+                        messages.append(out.get_nowait())
                 deltas = self._apply([m[1] for m in messages if m[0] == "step"])
                 kind, payload = messages[-1]
                 if deltas is not None:

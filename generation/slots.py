@@ -33,6 +33,11 @@ class Slots:
         self.runner = runner
         self.ragged = self.chunk_ok = isinstance(runner, DecodeRunner)
         self.cache = runner.new_cache(rows, capacity)
+        for array in getattr(self.cache, "arrays", ()):
+            # Touch every page now: the cache is allocated once and a server must hold all of it
+            # anyway; left to first use, each new slot's page faults (zero-filled huge pages)
+            # cost tens of ms in the middle of a step, and RSS would creep up as slots are used.
+            array.fill(0)
 
     def prefill(self, slot: int, ids: list[int]) -> np.ndarray:
         """Append `ids` to `slot`; returns the logits [vocab] after the last one."""
