@@ -31,7 +31,9 @@ PROVIDER = os.environ.get("PROVIDER") or None  # cpu | cuda; None: CUDA only whe
 # (default: the CPU cores) at a time, as before (kept to compare the two: bench/serve.py).
 SERVING = os.environ.get("SERVING", "batched")
 MAX_ROWS = int(os.environ.get("MAX_ROWS", "48"))  # rows decoding at once (a /generate is 3)
-CACHE_MEMORY_MB = float(os.environ.get("CACHE_MEMORY_MB", "2048"))  # caps rows at full context
+# Memory for the rows' caches (every row at full context), which caps the rows in flight;
+# unset: a quarter of the machine's memory.
+CACHE_MEMORY_MB = float(os.environ["CACHE_MEMORY_MB"]) if os.environ.get("CACHE_MEMORY_MB") else None
 PREFILL_CHUNK = int(os.environ.get("PREFILL_CHUNK", "64"))  # prompt tokens per step while others decode
 STREAM_INTERVAL_S = float(os.environ.get("STREAM_INTERVAL_S", "0.03"))  # updates merged within this
 CONCURRENCY = int(os.environ.get("CONCURRENCY", str(os.cpu_count() or 1)))  # per-request mode only

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Request:
     prefilled: int = 0  # prompt tokens already in that slot
     cancelled: bool = False  # set by the caller's thread; read at step boundaries
     ended: bool = False
+    done: threading.Event = field(default_factory=threading.Event)  # set with the last message
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,9 @@ class Handle:
             while True:
                 messages = [out.get()]
                 if interval_s and messages[-1][0] == "step":
-                    # Sleep rather than wait on the queue: each wake-up of a waiting reader
+                    # Wait for the end only, not on the queue: a reader woken at every step
                     # costs the loop's thread a GIL hand-over per step.
-                    time.sleep(max(0.0, due - time.monotonic()))
+                    self._request.done.wait(max(0.0, due - time.monotonic()))
                     while messages[-1][0] == "step" and not out.empty():
                         messages.append(out.get_nowait())
                 deltas = self._apply([m[1] for m in messages if m[0] == "step"])

@@ -13,6 +13,7 @@ request's own queue.
 from __future__ import annotations
 
 import collections
+import os
 import queue
 import threading
 import time
@@ -37,18 +38,20 @@ class Scheduler:
     Args:
         engine: the loaded model.
         max_rows: rows decoding or prefilling at once (a 3-column request is 3 rows).
-        cache_mb: memory for the rows' caches; lowers max_rows to what fits at full context.
+        cache_mb: memory for the rows' caches (allocated once, every row at full context);
+            max_rows is lowered to what fits. None: a quarter of the machine's memory.
         queue_size: requests waiting for rows beyond which `submit` raises `Busy`.
         time_limit_s: a request ends (its handle's `timed_out` set) after this many seconds.
         prefill_chunk: prompt tokens prefilled per step while other rows decode.
     """
 
-    def __init__(self, engine: Engine, *, max_rows: int = 48, cache_mb: float | None = 2048,
+    def __init__(self, engine: Engine, *, max_rows: int = 48, cache_mb: float | None = None,
                  queue_size: int = 64, time_limit_s: float | None = 120.0, prefill_chunk: int = 64):
         self.engine = engine
         runner, capacity = engine.runner, engine.context_size
         per_row = row_bytes(runner, runner.layers, engine.hidden_size, capacity)
-        fit = max_rows if cache_mb is None else int(cache_mb * 2**20 // per_row)
+        budget = cache_mb * 2**20 if cache_mb is not None else _memory_bytes() / 4
+        fit = int(budget // per_row)
         self.max_rows = max(1, min(max_rows, fit))
         self.backend = Slots(runner, self.max_rows, capacity)
         self.queue_size = queue_size
@@ -270,6 +273,7 @@ class Scheduler:
             return
         req.ended = True
         req.out.put(("error", error) if error is not None else ("end", reason))
+        req.done.set()
         if req in self.prefilling:
             self.prefilling.remove(req)
             if req.stage is not None:
@@ -288,3 +292,11 @@ class Scheduler:
         used = {r.stage for r in self.prefilling} | set(exclude)
         return next(s for s in range(self.max_rows - 1, len(self.slots) - 1, -1) if s not in used)
 
+
+
+def _memory_bytes() -> float:
+    """The machine's physical memory (16 GiB where the OS does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30

@@ -80,15 +80,21 @@ def test_32_users_each_get_their_solo_result(server, solo):
 
 
 @pytest.mark.slow
-def test_a_cancelled_request_frees_its_rows(server, solo):
-    client = Client(server, verbose=False)
-    n = solo.context_size - 40
-    job = client.submit(PROMPTS[0], n, 0.8, 40, 0.9, 0, api_name="/generate")
-    wait_for(lambda: job.status().code.name in ("ITERATING", "PROCESSING") and stats(server)["rows"] > 0)
-    job.cancel()
-    wait_for(lambda: stats(server)["rows"] == 0, timeout=5)
-    assert tuple(client.predict(PROMPTS[1], 8, 0.8, 40, 0.9, 3, api_name="/generate")) == \
-        reference(solo, 0.8, 40, 0.9, 3, prompt=PROMPTS[1], n=8)
+def test_a_cancelled_request_frees_its_rows(model, solo, tmp_path):
+    # Each step slowed to 20 ms: left alone the request would run for seconds.
+    proc, url = start_faulty(model, tmp_path, SLOW_STEP_S="0.02")
+    try:
+        client = Client(url, verbose=False)
+        job = client.submit(PROMPTS[0], solo.context_size - 40, 0.8, 40, 0.9, 0, api_name="/generate")
+        wait_for(lambda: stats(url)["rows"] == 3)
+        cancelled = time.monotonic()
+        job.cancel()
+        wait_for(lambda: stats(url)["rows"] == 0, timeout=5)
+        assert time.monotonic() - cancelled < 2.0
+        assert tuple(client.predict(PROMPTS[1], 8, 0.8, 40, 0.9, 3, api_name="/generate")) == \
+            reference(solo, 0.8, 40, 0.9, 3, prompt=PROMPTS[1], n=8)
+    finally:
+        stop_app(proc)
 
 
 @pytest.mark.slow
