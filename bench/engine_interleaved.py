@@ -32,11 +32,12 @@ from bench.decode import ENGINE_STRATEGIES, _Ticks  # noqa: E402
 
 def plain_loop(engine, ids: list[int], n: int) -> list[float]:
     runner, stamps = engine._runner, []
-    logits, cache = runner.prefill(ids)
-    token = np.array([int(logits[0].argmax())])
+    cache = runner.new_cache(1, len(ids) + n)
+    logits = runner.prefill(cache, 0, ids)
+    token = np.array([int(logits[-1].argmax())])
     stamps.append(time.perf_counter())
     for _ in range(n - 1):
-        logits = runner.step(token, cache)
+        logits = runner.step(cache, token)
         token = np.array([int(logits[0].argmax())])
         stamps.append(time.perf_counter())
     return stamps

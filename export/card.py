@@ -74,6 +74,12 @@ def export_section(report: dict) -> str:
             limit = "—" if c["limit"] is None else f"{c['limit']:.3g}"
             lines.append(f"| {c['name']} | {c['value']:.4g} | {limit} | "
                          f"{'pass' if c['passed'] else 'FAIL'} |")
+    decode = report.get("decode")
+    if decode:
+        lines += ["", "The `decode_*.onnx` graphs are this project's engine's (`python -m generation`): "
+                  "GroupQueryAttention on a cache updated in place, MatMulNBits weights, logits of "
+                  f"the last positions only. `decode.json` lists those that passed the gate; "
+                  f"default `{decode['default']}`."]
     shown = report["files"].get("int8", report["files"]["fp32"])["file"]
     lines += ["", "```python", "from optimum.onnxruntime import ORTModelForCausalLM",
               f'model = ORTModelForCausalLM.from_pretrained(DIR, file_name="{shown}")',

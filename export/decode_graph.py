@@ -10,9 +10,12 @@ residual → LayerNorm → MLP with gelu_new → residual; ln_f and the tied lm_
 Weight matmuls are `Gemm` (fp32, transB so the weights stay in PyTorch's [out, in] layout and
 the tied lm_head shares the embedding table) or `MatMulNBits` (8/4-bit, accuracy level 4).
 The residual stream is kept 2-D [rows, hidden]; with `pad_rows` it is edge-padded to at least
-two rows because MatMulNBits has a single-row path that can round differently from the
-multi-row one (measured: 8-bit with block 128 differs on every step; the 4-bit kernel is
-reported to): padding makes a row's logits bitwise identical alone or in a batch.
+two rows because MatMulNBits (accuracy level 4) has a single-row path that can round
+differently from the multi-row one, depending on the CPU and block size (measured on an
+AVX-512 VNNI Xeon: blocks 64/128 differ for 4-bit, block 128 for 8-bit, block 32 for neither;
+reported on AVX2 Zen 3 for 4-bit block 32). The graph runs on CPUs we cannot test, so the
+quantized graphs always pad: a row's logits are bitwise identical alone or in a batch, for
+~2 ms (4-bit) to ~4 ms (8-bit) more CPU a step at batch 1 on GPT-Neo-125M, nothing at ≥ 2.
 """
 
 from __future__ import annotations
@@ -116,12 +119,16 @@ class DecodeGraphBuilder:
         return self.make_node("Slice", [y, self.const("zero", [0]), rows, self.const("zero", [0])],
                               f"{name}/Slice")
 
-    def make_matmul(self, x: str, w: np.ndarray, bias: np.ndarray | None, name: str) -> str:
-        """x [rows, K] @ Wᵀ (+ bias) for W [N, K]: Gemm (fp32) or MatMulNBits."""
+    def make_matmul(self, x: str, w: np.ndarray, bias: np.ndarray | None, name: str,
+                    tied: str | None = None) -> str:
+        """x [rows, K] @ Wᵀ (+ bias) for W [N, K]: Gemm (fp32) or MatMulNBits.
+
+        `tied` names an fp32 initializer already holding W (the embedding table), reused
+        instead of a second copy."""
         bits = BITS[self.precision]
         b = None if bias is None else self.make_initializer(f"{name}.bias", bias.astype(np.float32))
         if bits is None:
-            weight = self.make_initializer(f"{name}.weight", w)
+            weight = tied or self.make_initializer(f"{name}.weight", w)
             return self.make_node("Gemm", [x, weight] + ([b] if b else []), f"{name}/Gemm", transB=1)
         packed, scales = quantize_blockwise(w, bits, self.block_size)
         inputs = [x, self.make_initializer(f"{name}.weight_q{bits}", packed),
@@ -208,8 +215,11 @@ class DecodeGraphBuilder:
         x = self.make_node("Reshape", [x, self.const("rows_hidden", [-1, c.hidden])],
                            "/model/lm_head/input/Reshape")
         kept = self.make_rows(x, "/model/lm_head/input")
-        y = self.make_matmul(self.make_pad(x, "/model/lm_head/pad"), self.weight("wte.weight"), None,
-                             "/lm_head")
+        wte, head = self.weight("wte.weight"), self.weights.get("lm_head.weight")
+        untied = head is not None and not np.array_equal(head, wte)  # tie_word_embeddings=False
+        y = self.make_matmul(self.make_pad(x, "/model/lm_head/pad"),
+                             np.asarray(head, np.float32) if untied else wte, None, "/lm_head",
+                             tied=None if untied else "transformer.wte.weight")
         y = self.make_unpad(y, kept, "/lm_head/unpad")
         batch = self.make_node("Slice", [self.batch_seq, self.const("zero", [0]), self.const("one", [1])],
                                "/model/batch/Slice")

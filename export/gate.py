@@ -16,7 +16,7 @@ class GateSettings:
 
     atol: float = 1e-4
     steps: int = 3
-    greedy_tokens: int = 32
+    greedy_tokens: int = 64
     texts: Sequence[str] = field(default_factory=lambda: list(heldout.BUILTIN_TEXT))
     eval_tokens: int = 2048
     chunk_tokens: int = 128

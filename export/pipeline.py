@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export import card, quantize
+from export import card, decode_export, quantize
+from export.decode_gate import run_decode_gate
 from export.gate import GateResult, GateSettings, run_gate
 
 FILE_NAMES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_int4.onnx"}
+DEFAULT_INT8_BLOCK = 128
 
 
 @dataclass
@@ -82,6 +84,9 @@ def export_model(
     int4_embeddings: bool = False,
     options: dict | None = None,
     log: Callable[[str], None] = print,
+    decode: Sequence[str] | None = ("int8", "int4"),
+    int8_block_size: int = DEFAULT_INT8_BLOCK,
+    checkpoint: tuple | None = None,
 ) -> ExportResult:
     """Export, quantize and validate a Hugging Face causal LM directory.
 
@@ -95,6 +100,10 @@ def export_model(
         int4_embeddings: also 4-bit the embedding tables in the int4 file.
         options: the resolved CLI options, recorded in the report.
         log: where progress lines go.
+        decode: quantized decode graphs to add beside `decode_fp32.onnx` (any of "int8",
+            "int4"); None: no decode graphs (a model that is not GPT-Neo).
+        int8_block_size: MatMulNBits block size of `decode_int8.onnx`.
+        checkpoint: `decode_export.read_checkpoint(model_dir)` when the caller has it already.
 
     Returns:
         The ExportResult; `.passed` tells whether the gate passed. The report, model card and
@@ -102,6 +111,9 @@ def export_model(
     """
     model_dir, out = Path(model_dir), Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    removed = decode_export.remove_stale_files(out)
+    if removed:
+        log(f"[export] removed an earlier export's files from {out}: {', '.join(removed)}")
     timings: dict[str, float] = {}
 
     def timed(step: str, fn, *args, **kwargs):
@@ -119,12 +131,57 @@ def export_model(
         quantizers[precision] = timed(f"quantize {precision}", quantize_file, precision, fp32, out,
                                       int4_block_size, int4_embeddings)
         files[precision] = out / FILE_NAMES[precision]
-    gate = None
+    decode_paths, block_sizes = {}, {"int8": int8_block_size, "int4": int4_block_size}
+    if decode is not None:
+        config, weights = checkpoint or decode_export.read_checkpoint(model_dir)
+        decode_paths = timed("decode graphs", decode_export.write_decode_graphs, config, weights,
+                             out, decode, block_sizes)
+        del weights, checkpoint
+    gate, decode_gate = None, None
     if settings is not None:
         model, tokenizer = timed("load PyTorch reference", load_reference, model_dir, device)
         quantized = {p: f for p, f in files.items() if p != "fp32"}
         gate = timed("validation gate", run_gate, model, tokenizer, fp32, quantized, settings, log)
+        if decode_paths:
+            decode_gate = timed("decode graph gate", run_decode_gate, model, tokenizer, config,
+                                decode_paths, settings, log)
+            gate.checks += decode_gate.checks
+            gate.quality.update({f"decode {p}": q for p, q in decode_gate.quality.items()})
+    manifest = None
+    if decode_paths:
+        manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log)
+        files.update({f"decode_{p}": out / name for p, name in manifest["files"].items()})
     report = card.build_report(model_dir, files, quantizers, gate, timings, options or {})
+    report["decode"] = manifest
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     card.write_model_card(model_dir, out, report)
     return ExportResult(out, files, gate, report)
+
+
+def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_sizes: dict, out: Path,
+                                log) -> dict | None:
+    """Delete the decode graphs that failed the gate, write `decode.json` for the others.
+
+    Returns:
+        decode.json's content, or None when no graph passed (no decode.json then).
+    """
+    passed = list(paths) if gate is None else gate.passed
+    for precision, path in paths.items():
+        if precision not in passed:
+            log(f"[export] {path.name} failed the gate: not written")
+            path.unlink()
+    if not passed:
+        return None
+    step_ms = {} if gate is None else gate.step_ms
+    summary = None if gate is None else {
+        "passed": all(c.passed for c in gate.checks),
+        "checks": {c.name: c.value for c in gate.checks},
+        "quality": gate.quality,
+        "step_ms_batch1_noisy": step_ms,
+    }
+    manifest = decode_export.decode_manifest(config, {p: paths[p] for p in passed},
+                                             decode_export.choose_default(step_ms, passed),
+                                             summary, block_sizes)
+    decode_export.write_manifest(out, manifest)
+    log(f"[export] decode.json: {', '.join(manifest['files'].values())}; default {manifest['default']}")
+    return manifest

@@ -119,14 +119,16 @@ def check_logits(
 
 def check_greedy(
     model,
-    session: ort.InferenceSession,
+    session,
     prompt: Sequence[int],
     new_tokens: int = 32,
+    prefix: str = "",
 ) -> Check:
     """ONNX greedy decoding (with the cache) against transformers `generate(do_sample=False)`.
 
     Both sides stop after the model's EOS token (from its generation config), as `generate`
-    does; the detail says how many tokens were compared.
+    does; the detail says how many tokens were compared. `session` is an optimum-graph
+    session or a `(prompt, new_tokens, eos_id) -> tokens` function; `prefix` starts the name.
 
     Returns:
         A check whose value is the number of differing tokens (limit 0).
@@ -144,22 +146,25 @@ def check_greedy(
     expected = out[0, ids.shape[1]:].tolist()
     if eos in expected:
         expected = expected[: expected.index(eos) + 1]
-    got = ort_io.greedy(session, prompt, new_tokens, eos_id=eos)
+    decode = session if callable(session) else (
+        lambda p, n, eos_id: ort_io.greedy(session, p, n, eos_id=eos_id))
+    got = decode(prompt, new_tokens, eos_id=eos)
     wrong = sum(a != b for a, b in zip(expected, got, strict=False)) + abs(len(expected) - len(got))
     first = next((i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), None)
     detail = f"{len(expected)} tokens" if first is None else (
         f"first difference at {first}: transformers {expected[first]} vs onnx {got[first]}")
-    return at_most(f"greedy {new_tokens} tokens vs transformers generate", wrong, 0, detail)
+    return at_most(f"{prefix}greedy {new_tokens} tokens vs transformers generate", wrong, 0, detail)
 
 
 def quantized_quality(
-    reference: ort.InferenceSession,
-    candidate: ort.InferenceSession,
+    reference,
+    candidate,
     chunks: Sequence[Sequence[int]],
 ) -> dict[str, float]:
     """Perplexity of both sessions and their top-1 agreement on held-out token chunks.
 
     Each chunk is one prefill; every position predicts the next token (teacher forcing).
+    Each side is an optimum-graph session or a `chunk -> logits [len, vocab]` function.
 
     Returns:
         {"ppl_reference", "ppl", "ppl_increase" (relative), "agreement" (fraction of
@@ -173,7 +178,8 @@ def quantized_quality(
         targets = ids[0, 1:]
         tops = {}
         for key, session in (("reference", reference), ("candidate", candidate)):
-            logits = ort_io.forward(session, ids, mask)[0][0, :-1].astype(np.float64)
+            logits = session(chunk) if callable(session) else ort_io.forward(session, ids, mask)[0][0]
+            logits = logits[:-1].astype(np.float64)
             log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
             nll[key] += float((log_z - logits[np.arange(len(targets)), targets]).sum())
             tops[key] = logits.argmax(-1)

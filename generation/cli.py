@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="> 1 discourages repeating tokens (1 = off)")
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed → same text)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="which ONNX file (default: int8 when present, else fp32)")
+                   help="which graph: with decode.json, its decode_<precision>.onnx (default: "
+                        "decode.json's, the fastest that passed the export's gate); without, "
+                        "optimum's model[_int8|_int4].onnx (default: int8 when present, else fp32)")
     p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
                    help="execution provider (auto: CUDA only where a GPU really works)")
     p.add_argument("--json", action="store_true",

@@ -54,19 +54,20 @@ def map_decode_io(session: ort.InferenceSession) -> DecodeIO:
     past = tuple(found.get((i, kind), "") for i in range(layers) for kind in ("key", "value"))
     present = tuple(p.replace("past_", "present_", 1) for p in past)
     issues = [f"the decode graph has no input {n!r}" for n in _INPUTS if n not in inputs]
-    issues += [] if "logits" in outputs else ["the decode graph has no 'logits' output"]
+    vocab = outputs["logits"].shape[-1] if "logits" in outputs else None
+    issues += [] if isinstance(vocab, int) else [
+        "the decode graph has no 'logits' output with a fixed vocabulary size"]
     if not layers or not all(past) or any(p not in outputs for p in present):
         issues.append("the decode graph lacks past_key.N/past_value.N inputs with matching "
                       "present_key.N/present_value.N outputs")
     if issues:
         raise ValueError("; ".join(issues))
     shape = inputs[past[0]].shape
-    vocab = outputs["logits"].shape[-1]
     return DecodeIO(
         past=past, present=present, heads=int(shape[1]), head_dim=int(shape[3]),
         capacity=tuple(s if isinstance(s, int) else None
                        for s in (inputs[p].shape[2] for p in past)),
-        vocab_size=int(vocab) if isinstance(vocab, int) else 0,
+        vocab_size=vocab,
     )
 
 
@@ -165,7 +166,7 @@ class DecodeRunner:
         total = start + seq
         feeds = _feeds(ids, np.arange(start, total, dtype=np.int64)[None],
                        np.array([total - 1], dtype=np.int32), total, keep)
-        logits = np.empty((1, keep, self._vocab(cache)), dtype=np.float32)
+        logits = np.empty((1, keep, self.io.vocab_size), dtype=np.float32)
         binding = self._bind(cache.views(slot, slot + 1), feeds, logits)
         self.session.run_with_iobinding(binding)
         cache.lengths[slot] = total
@@ -188,33 +189,32 @@ class DecodeRunner:
             ValueError: B is 0 or beyond cache.rows, or a slot is full or empty.
         """
         batch = len(tokens)
-        self._check(cache, range(batch), 1, need_past=True)
+        lengths = cache.lengths[:batch]
+        longest = int(lengths.max()) if 0 < batch <= cache.rows else -1
+        if longest < 0 or longest + 1 > cache.capacity or lengths.min() == 0:
+            self._check(cache, range(batch), 1, need_past=True)  # raises, saying what is wrong
         bound = cache._bound.get(batch)
         if bound is None:
             # Bound once per batch size: later steps only rewrite these small input buffers.
             feeds = _feeds(np.zeros((batch, 1), np.int64), np.zeros((batch, 1), np.int64),
                            np.zeros(batch, np.int32), 0, 1)
-            logits = np.empty((batch, 1, self._vocab(cache)), dtype=np.float32)
+            logits = np.empty((batch, 1, self.io.vocab_size), dtype=np.float32)
             bound = cache._bound[batch] = (self._bind(cache.views(0, batch), feeds, logits),
                                            feeds, logits)
         binding, feeds, logits = bound
-        lengths = cache.lengths[:batch]
         feeds["input_ids"][:, 0] = tokens
         feeds["position_ids"][:, 0] = lengths
         feeds["seqlens_k"][:] = lengths  # (length + 1 new) - 1
-        feeds["total_sequence_length"][()] = lengths.max() + 1
+        feeds["total_sequence_length"][()] = longest + 1
         self.session.run_with_iobinding(binding)
         lengths += 1
         return logits[:, 0]
 
-    def _vocab(self, cache: SlotCache) -> int:
-        return self.io.vocab_size or self.session.get_outputs()[0].shape[-1]
-
     def _check(self, cache: SlotCache, slots, seq: int, need_past: bool = False) -> None:
         slots = list(slots)
         if not slots or slots[-1] >= cache.rows or min(slots) < 0:
-            raise ValueError(f"slots {slots[0] if slots else ''}..{slots[-1] if slots else ''} "
-                             f"are outside the cache's {cache.rows} rows")
+            where = f"{slots[0]}..{slots[-1]}" if slots else "(none)"
+            raise ValueError(f"slots {where} are outside the cache's {cache.rows} rows")
         if seq < 1:
             raise ValueError("no tokens to feed")
         lengths = cache.lengths[slots]

@@ -132,8 +132,14 @@ def choose_model_file(files: list[str], precision: str | None, use_decode: bool,
     """
     names = set(files)
     folder = next((f for f in ("", "onnx/") if f + DECODE_JSON in names), None)
-    if not use_decode or folder is None:
+    if folder is None:
         return (*choose_onnx(files, precision), None)
+    if not use_decode:
+        try:
+            return (*choose_onnx(files, precision), None)
+        except ValueError as error:
+            raise ValueError(f"{error} (the decode graph runs on the CPU only; CUDA needs "
+                             "optimum's model.onnx)") from None
     meta = read_json(folder + DECODE_JSON)
     rel, chosen = choose_decode(meta, precision)
     if folder + rel not in names:

@@ -18,7 +18,7 @@ class ScoreResult:
     Attributes:
         token_ids: the text's tokens.
         logprobs: float64 [len(token_ids)]: logprobs[i] = ln p(token_ids[i] | EOS, token_ids[:i])
-            (within the sliding window described in `score_tokens`).
+            (within the sliding window of `score_tokens` for texts beyond the context).
     """
 
     token_ids: list[int] = field(default_factory=list)
@@ -31,18 +31,19 @@ class ScoreResult:
 
 
 def score_tokens(runner, token_ids: list[int], bos: int, context: int) -> ScoreResult:
-    """Score `token_ids` given a start token, CHUNK tokens per call on one cache slot.
+    """Score `token_ids` given a start token, at most CHUNK tokens per call on one cache slot.
 
-    A text longer than the context is scored with a sliding window: when the next chunk would
-    not fit, the cache restarts from the last context // 2 tokens read (fed again, their logits
-    unused), so every token is predicted from at least context // 2 tokens before it (all of
-    them while the text fits) and each token is scored exactly once.
+    Texts longer than the context are scored with a sliding window of half the context,
+    h = context // 2: the token read at input position p (inputs = [bos] + token_ids[:-1])
+    is predicted from all inputs 0..p while p < 2h, and from inputs h * (p // h - 1) .. p
+    beyond, i.e. from h to 2h - 1 tokens. Each window restart feeds its first h inputs again
+    (their logits unused), so a long text costs about twice a short one per token.
 
     Args:
         runner: a DecodeRunner or Runner.
         token_ids: the tokens to score (at least one).
         bos: the token everything is conditioned on (EOS for GPT-2-style models).
-        context: the most tokens the model attends to.
+        context: the most tokens the model attends to (at least 2).
 
     Returns:
         The ScoreResult.
@@ -50,18 +51,19 @@ def score_tokens(runner, token_ids: list[int], bos: int, context: int) -> ScoreR
     inputs = [bos] + list(token_ids[:-1])  # inputs[i] is read to predict token_ids[i]
     targets = np.asarray(token_ids, dtype=np.int64)
     logprobs = np.empty(len(targets), dtype=np.float64)
-    chunk = max(1, min(CHUNK, context // 2))
+    half = max(1, context // 2)
     cache = runner.new_cache(1, context)
     done = 0
     while done < len(inputs):
-        piece = inputs[done:done + chunk]
-        if cache.lengths[0] + len(piece) > context:
+        if done >= 2 * half and done % half == 0:
+            # The cache is full: restart the window from the last h inputs.
             cache.clear(0)
-            keep = context // 2
-            runner.prefill(cache, 0, inputs[done - keep:done])
-        logits = runner.prefill(cache, 0, piece, keep=len(piece))
-        logprobs[done:done + len(piece)] = _log_softmax_at(logits, targets[done:done + len(piece)])
-        done += len(piece)
+            runner.prefill(cache, 0, inputs[done - half:done])
+        # Pieces never cross a multiple of h, so restarts fall exactly on them.
+        end = min(len(inputs), done + CHUNK, (done // half + 1) * half)
+        logits = runner.prefill(cache, 0, inputs[done:end], keep=end - done)
+        logprobs[done:end] = _log_softmax_at(logits, targets[done:end])
+        done = end
     return ScoreResult(token_ids=[int(t) for t in token_ids], logprobs=logprobs)
 
 

@@ -29,7 +29,23 @@ def test_export_passes_gate_and_writes_the_directory(exported):
     assert report["files"]["int4"]["bytes"] < report["files"]["fp32"]["bytes"]
     assert report["versions"]["onnx"] and "timings_s" in report
     card = (out / "README.md").read_text()
-    assert "## ONNX export" in card and "model_int8.onnx" in card
+    assert "## ONNX export" in card and "model_int8.onnx" in card and "decode.json" in card
+
+
+def test_export_writes_the_decode_graphs_that_passed_and_decode_json(exported):
+    _, out = exported
+    manifest = json.loads((out / "decode.json").read_text())
+    assert manifest["files"] == {p: f"decode_{p}.onnx" for p in ("fp32", "int8", "int4")}
+    assert all((out / f).is_file() for f in manifest["files"].values())
+    assert manifest["default"] in manifest["files"] and manifest["windows"] == [0, 8]
+    assert (manifest["layers"], manifest["heads"], manifest["head_dim"], manifest["context"]) == (2, 4, 8, 256)
+    checks = manifest["gate"]["checks"]
+    for label in ("past the window b1", "whole context b1", "different lengths b3"):
+        assert checks[f"decode fp32 logits {label} cached steps"] <= 1e-4
+    assert checks["decode fp32 greedy 64 tokens vs transformers generate"] == 0
+    assert {"decode int8 perplexity increase", "decode int4 greedy-token agreement"} <= set(checks)
+    assert set(manifest["gate"]["step_ms_batch1_noisy"]) == {"fp32", "int8", "int4"}
+    assert count_ops(out / "decode_int4.onnx")["MatMulNBits"] == 2 * 4 + 1
 
 
 @pytest.mark.parametrize("file_name", ["model.onnx", "model_int8.onnx"])
@@ -180,3 +196,50 @@ def test_model_card_keeps_the_input_card_and_replaces_an_old_export_section(tmp_
     assert text.count(CARD_MARK) == 1 and "stale" not in text
     assert "| fp32 logits short b1 prefill | 3e-06 | 0.0001 | pass |" in text
     assert 'file_name="model.onnx"' in text
+
+
+def _corrupt(model_dir, how: str):
+    weights = model_dir / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    if how == "flipped bytes":  # inside the JSON header that says where each tensor is
+        for i in range(12, 40):
+            data[i] ^= 0xFF
+    elif how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "random bytes":
+        data = bytearray(np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8))
+    elif how == "hidden_size abc":
+        config = json.loads((model_dir / "config.json").read_text())
+        (model_dir / "config.json").write_text(json.dumps(dict(config, hidden_size="abc")))
+    weights.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("case", ["flipped bytes", "truncated", "random bytes", "hidden_size abc",
+                                  "--atol nan", "--max-ppl-increase-int8 inf",
+                                  "--max-ppl-increase-int4 -inf", "--min-greedy-agreement nan"])
+def test_corrupted_checkpoint_or_non_finite_limit_exits_2_in_one_line(case, tmp_path, tiny_model_dir,
+                                                                       capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    extra = case.split() if case.startswith("--") else []
+    if not extra:
+        _corrupt(model, case)
+    assert main(["--model", str(model), "--output-dir", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_overwrite_removes_an_earlier_exports_files(exported, tmp_path, tiny_model_dir):
+    _, earlier = exported
+    out = tmp_path / "onnx"
+    out.mkdir()
+    for name in ("model_int8.onnx", "model_int4.onnx", "decode_int4.onnx", "decode.json"):
+        shutil.copy(earlier / name, out / name)
+    (out / "notes.txt").write_text("mine")
+    code = main(["--model", str(tiny_model_dir), "--output-dir", str(out), "--overwrite",
+                 "--quantize", "none", "--decode", "none"])
+    assert code == 0
+    assert not any((out / n).exists() for n in ("model_int8.onnx", "model_int4.onnx", "decode_int4.onnx"))
+    assert json.loads((out / "decode.json").read_text())["files"] == {"fp32": "decode_fp32.onnx"}
+    assert (out / "model.onnx").is_file() and (out / "notes.txt").read_text() == "mine"

@@ -3,7 +3,6 @@ fp32/int8/int4, and optimum's graph alone)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -26,24 +25,22 @@ DECODE_PRECISIONS = ("fp32", "int8", "int4")
 @pytest.fixture(scope="session")
 def decode_dir(tmp_path_factory, tiny_model_dir, tiny_onnx_dir) -> Path:
     """The tiny export (optimum's model.onnx) plus decode graphs at every precision and
-    decode.json, built by export's decode-graph builder."""
-    from export.decode_config import DecodeConfig, load_weights
-    from export.decode_graph import build_decode_graph
+    decode.json, written by export's own functions (without its gate, to stay fast)."""
+    from export.decode_export import (
+        decode_manifest,
+        read_checkpoint,
+        write_decode_graphs,
+        write_manifest,
+    )
 
     out = tmp_path_factory.mktemp("tiny_decode")
     for item in tiny_onnx_dir.iterdir():
         if item.is_file():
             shutil.copy(item, out / item.name)
-    config, weights = DecodeConfig.from_dir(tiny_model_dir), load_weights(tiny_model_dir)
-    files = {}
-    for precision in DECODE_PRECISIONS:
-        files[precision] = f"decode_{precision}.onnx"
-        model = build_decode_graph(config, weights, precision, block_size=16)
-        (out / files[precision]).write_bytes(model.SerializeToString())
-    meta = {"format": 1, "files": files, "default": "int4", "layers": config.layers,
-            "heads": config.heads, "head_dim": config.head_dim, "windows": list(config.windows),
-            "vocab_size": config.vocab_size, "context": config.context, "gate": {}}
-    (out / "decode.json").write_text(json.dumps(meta))
+    config, weights = read_checkpoint(tiny_model_dir)
+    blocks = {"int8": 16, "int4": 16}  # the tiny model is 32 wide
+    files = write_decode_graphs(config, weights, out, DECODE_PRECISIONS, blocks)
+    write_manifest(out, decode_manifest(config, files, "int4", None, blocks))
     return out
 
 

@@ -14,9 +14,9 @@ from tests.conftest import REPO_ROOT
 from tests.generation.conftest import PROMPTS
 
 
-def test_json_output_is_the_greedy_row(tiny_onnx_dir, engine, capsys):
-    assert main(["--model", str(tiny_onnx_dir), "--prompt", PROMPTS[3], "--max-new-tokens", "20",
-                 "--json", "--provider", "cpu"]) == 0
+def test_json_output_is_the_greedy_row(decode_dir, engine, capsys):
+    assert main(["--model", str(decode_dir), "--prompt", PROMPTS[3], "--max-new-tokens", "20",
+                 "--json", "--provider", "cpu", "--precision", "fp32"]) == 0
     out = json.loads(capsys.readouterr().out)
     (row,) = engine.generate(PROMPTS[3], [SamplingParams()], 20)
     assert out["text"] == row.text and out["token_ids"] == row.token_ids
@@ -24,8 +24,8 @@ def test_json_output_is_the_greedy_row(tiny_onnx_dir, engine, capsys):
     assert out["stats"]["finish_reason"] == "length" and out["stats"]["prompt_tokens"] > 8
 
 
-def test_sampling_options_reach_the_engine(tiny_onnx_dir, engine, capsys):
-    args = ["--model", str(tiny_onnx_dir), "--prompt", PROMPTS[1], "--max-new-tokens", "24",
+def test_sampling_options_reach_the_engine(decode_dir, engine, capsys):
+    args = ["--model", str(decode_dir), "--precision", "fp32", "--prompt", PROMPTS[1], "--max-new-tokens", "24",
             "--temperature", "0.9", "--top-k", "30", "--top-p", "0.95", "--min-p", "0.01",
             "--repetition-penalty", "1.2", "--seed", "4", "--json"]
     assert main(args) == 0
@@ -35,15 +35,16 @@ def test_sampling_options_reach_the_engine(tiny_onnx_dir, engine, capsys):
     assert out["token_ids"] == engine.generate(PROMPTS[1], [params], 24)[0].token_ids
 
 
-def test_streaming_prints_the_continuation(tiny_onnx_dir, engine):
+def test_streaming_prints_the_continuation(decode_dir, engine):
     # Default max_new_tokens follows generation_config.json (32 in the fixture).
     result = subprocess.run(
-        [sys.executable, "-m", "generation", "--model", str(tiny_onnx_dir), "--prompt", PROMPTS[2]],
+        [sys.executable, "-m", "generation", "--model", str(decode_dir), "--precision", "fp32",
+         "--prompt", PROMPTS[2]],
         cwd=REPO_ROOT, capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert result.returncode == 0, result.stderr
     (row,) = engine.generate(PROMPTS[2], [SamplingParams()], 32)
     assert result.stdout == row.text + "\n"
-    assert "model.onnx" in result.stderr  # the resolved config is printed to stderr
+    assert "decode_fp32.onnx" in result.stderr  # the resolved config is printed to stderr
 
 
 @pytest.mark.parametrize("extra, message", [

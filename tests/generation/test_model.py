@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from generation import Engine, SamplingParams
-from generation.model import choose_onnx, default_params
+from generation.model import choose_model_file, choose_onnx, default_params
 from generation.runner import cuda_device_count
 from tests.conftest import REPO_ROOT
 from tests.generation.conftest import PROMPTS
@@ -53,6 +53,51 @@ def test_choose_onnx():
         choose_onnx(files, "int3")
     with pytest.raises(ValueError, match="no ONNX model found; available: none"):
         choose_onnx(["config.json"], None)
+
+
+def test_decode_json_picks_the_graph():
+    meta = {"format": 1, "files": {"fp32": "decode_fp32.onnx", "int4": "decode_int4.onnx"},
+            "default": "int4"}
+    files = ["model.onnx", "model_int8.onnx", "decode.json", "decode_fp32.onnx", "decode_int4.onnx"]
+
+    def pick(names, precision=None, use_decode=True, content=meta):
+        return choose_model_file(names, precision, use_decode, lambda rel: content)
+
+    assert pick(files) == ("decode_int4.onnx", "int4", meta)
+    assert pick(files, "fp32") == ("decode_fp32.onnx", "fp32", meta)
+    assert pick(["onnx/" + f for f in files]) == ("onnx/decode_int4.onnx", "int4", meta)
+    # Without decode.json, or with the decode graph refused (CUDA): optimum's files.
+    assert pick(files, use_decode=False) == ("model_int8.onnx", "int8", None)
+    assert pick([f for f in files if f != "decode.json"]) == ("model_int8.onnx", "int8", None)
+    with pytest.raises(ValueError, match="no ONNX model found.*CUDA needs optimum's model.onnx"):
+        pick(["decode.json", "decode_int4.onnx"], use_decode=False)
+    with pytest.raises(ValueError, match=r"no int8 decode graph in decode.json; available: "
+                                         r"fp32 \(decode_fp32.onnx\), int4 \(decode_int4.onnx\)"):
+        pick(files, "int8")
+    with pytest.raises(ValueError, match="decode.json names decode_int4.onnx, which is missing"):
+        pick([f for f in files if f != "decode_int4.onnx"])
+    with pytest.raises(ValueError, match="decode.json has format 2"):
+        pick(files, content={**meta, "format": 2})
+    with pytest.raises(ValueError, match="precision must be one of"):
+        pick(files, "int3")
+
+
+def test_a_decode_export_loads_its_default_and_each_precision(decode_dir):
+    default = Engine.load(decode_dir, provider="cpu")
+    assert default.info["graph"] == "decode" and default.info["precision"] == "int4"
+    assert default.info["onnx_file"] == str(decode_dir / "decode_int4.onnx")
+    int8 = Engine.load(decode_dir, precision="int8", provider="cpu")
+    assert int8.info["onnx_file"] == str(decode_dir / "decode_int8.onnx")
+    assert int8.info["layers"] == 2
+
+
+def test_a_decode_json_naming_a_non_decode_graph_is_a_clear_error(tmp_path, tiny_onnx_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_onnx_dir, broken)
+    (broken / "decode.json").write_text(json.dumps(
+        {"format": 1, "files": {"fp32": "model.onnx"}, "default": "fp32"}))
+    with pytest.raises(ValueError, match="the decode graph has no input 'seqlens_k'"):
+        Engine.load(broken, provider="cpu")
 
 
 def test_info_matches_the_checkpoint(engine, hf_model):
@@ -132,32 +177,54 @@ def test_a_cuda_provider_that_cannot_start_falls_back_quietly(tiny_onnx_dir, mon
 
 
 @pytest.mark.slow
-def test_runs_without_torch_transformers_optimum(tiny_onnx_dir, engine):
-    out = run_without_torch(str(tiny_onnx_dir), PROMPTS[3])
+@pytest.mark.parametrize("which", ["decode_dir", "tiny_onnx_dir"])
+def test_runs_without_torch_transformers_optimum(which, request):
+    model = request.getfixturevalue(which)
+    out = run_without_torch(str(model), PROMPTS[3])
     assert out["loaded"] == []
-    assert out["token_ids"] == engine.generate(PROMPTS[3], [SamplingParams()], 16)[0].token_ids
+    assert out["info"]["graph"] == ("decode" if which == "decode_dir" else "optimum")
+    here = Engine.load(model, provider="cpu")
+    assert out["token_ids"] == here.generate(PROMPTS[3], [SamplingParams()], 16)[0].token_ids
 
 
-@pytest.mark.slow
-def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8_onnx_dir, engine):
+def load_from_fake_hub(tmp_path, repo_id: str, model_dir, onnx_dir) -> tuple[dict, set[str], dict]:
+    """Serve model_dir (PyTorch weights at the root) + onnx_dir (in onnx/) as a Hub repo and
+    load it in a torch-free interpreter. Returns (its output, the files fetched, the env)."""
     repo = tmp_path / "repo"
-    shutil.copytree(tiny_model_dir, repo)  # PyTorch weights at the root, ONNX in onnx/
-    shutil.copytree(int8_onnx_dir, repo / "onnx")
-    server, requested = serve_repo("someone/tiny-neo", repo)
+    shutil.copytree(model_dir, repo)
+    shutil.copytree(onnx_dir, repo / "onnx")
+    server, requested = serve_repo(repo_id, repo)
     try:
         env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
                "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
                "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-        out = run_without_torch("someone/tiny-neo", PROMPTS[0], env)
+        out = run_without_torch(repo_id, PROMPTS[0], env)
     finally:
         server.shutdown()
+    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for p in requested if "/resolve/" in p}
+    return out, fetched, env
+
+
+@pytest.mark.slow
+def test_hub_repo_id_downloads_only_what_it_needs(tmp_path, tiny_model_dir, int8_onnx_dir):
+    out, fetched, env = load_from_fake_hub(tmp_path, "someone/tiny-neo", tiny_model_dir, int8_onnx_dir)
     # Later, offline (or with the Hub down): the cached snapshot is used.
     offline = run_without_torch("someone/tiny-neo", PROMPTS[0], {**env, "HF_HUB_OFFLINE": "1"})
     assert offline["token_ids"] == out["token_ids"]
     assert out["info"]["precision"] == "int8"
     assert out["info"]["onnx_file"].endswith("onnx/model_int8.onnx")
-    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for p in requested if "/resolve/" in p}
     assert "onnx/model_int8.onnx" in fetched and "onnx/tokenizer.json" in fetched
     assert not {"onnx/model.onnx", "model.safetensors"} & fetched
     int8 = Engine.load(int8_onnx_dir, provider="cpu")
     assert out["token_ids"] == int8.generate(PROMPTS[0], [SamplingParams()], 16)[0].token_ids
+
+
+@pytest.mark.slow
+def test_hub_repo_with_a_decode_graph_downloads_only_that_graph(tmp_path, tiny_model_dir, decode_dir):
+    out, fetched, _ = load_from_fake_hub(tmp_path, "someone/tiny-neo-decode", tiny_model_dir, decode_dir)
+    assert out["info"]["graph"] == "decode" and out["info"]["precision"] == "int4"
+    assert {"onnx/decode.json", "onnx/decode_int4.onnx", "onnx/tokenizer.json"} <= fetched
+    assert not {"onnx/model.onnx", "onnx/decode_fp32.onnx", "onnx/decode_int8.onnx",
+                "model.safetensors"} & fetched
+    local = Engine.load(decode_dir, provider="cpu")
+    assert out["token_ids"] == local.generate(PROMPTS[0], [SamplingParams()], 16)[0].token_ids

@@ -1,0 +1,180 @@
+"""The gate for the decode graphs: fp32 against PyTorch, quantized variants against fp32.
+
+- fp32 logits ≤ atol against the uncached PyTorch forward, on each row's prefill and on cached
+  steps, for a short prompt, one longer than the local window, one filling the model's whole
+  context, and rows of different lengths decoded in one batch;
+- fp32 greedy identical to `transformers.generate`;
+- each quantized variant's perplexity (limit enforced) and top-1 agreement against fp32;
+- a few timed steps at batch 1 per variant, to pick the default (noisy: for the choice only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from export import heldout, validate
+from export.decode_config import DecodeConfig
+from export.decode_io import DecodeRunner
+
+
+def open_decode(path: Path, config: DecodeConfig, rows: int = 1, capacity: int | None = None,
+                threads: int = 0) -> DecodeRunner:
+    """A runner on a decode graph file with `rows` cache slots of `capacity` positions."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), sess_options=options,
+                                   providers=["CPUExecutionProvider"])
+    return DecodeRunner(session, config.layers, config.heads, config.head_dim, rows,
+                        capacity or config.context)
+
+
+def decode_prompts(tokenizer, config: DecodeConfig, texts: Sequence[str], steps: int) -> dict:
+    """Prompts for the logit checks: short, past the local window, the whole context, and rows
+    of different lengths for one batch (all leave room for `steps` cached steps)."""
+    window = max(config.windows) or 64
+    full = config.context - steps
+    stream = heldout.token_stream(tokenizer, texts, full, tokenizer.eos_token_id)
+    stream = (stream * (-(-full // max(len(stream), 1))))[:full]  # repeat a short text
+    long = min(window + 16, full)
+    return {"short b1": [stream[:12]], "past the window b1": [stream[:long]],
+            "whole context b1": [stream],
+            "different lengths b3": [stream[7:7 + long], stream[:5], stream[3:3 + long // 2 + 1]]}
+
+
+def check_decode_logits(model, path: Path, config: DecodeConfig, rows: Sequence[Sequence[int]],
+                        label: str, steps: int, atol: float) -> list[validate.Check]:
+    """Prefill each row in its own slot, then decode all rows together for `steps` steps,
+    each row fed its own greedy token; every logit is compared with PyTorch on that row alone.
+
+    Returns:
+        `{label} prefill` and `{label} cached steps` checks (max abs difference).
+    """
+    runner = open_decode(path, config, len(rows), max(len(r) for r in rows) + steps)
+    seqs = [list(r) for r in rows]
+    prefill = 0.0
+    last = []
+    for slot, ids in enumerate(seqs):
+        logits = runner.run([ids], first=slot, logits_to_keep=len(ids))[0]
+        prefill = max(prefill, float(np.abs(logits - _torch_row(model, ids)).max()))
+        last.append(logits[-1])
+    diffs = []
+    for _ in range(steps):
+        tokens = [[int(np.argmax(x))] for x in last]
+        logits = runner.run(tokens)[:, -1]
+        for slot, token in enumerate(tokens):
+            seqs[slot] += token
+        diffs.append(max(float(np.abs(logits[s] - _torch_row(model, seqs[s])[-1]).max())
+                         for s in range(len(seqs))))
+        last = list(logits)
+    lengths = "/".join(str(len(r)) for r in rows)
+    return [validate.at_most(f"decode fp32 logits {label} prefill", prefill, atol, f"{lengths} tokens"),
+            validate.at_most(f"decode fp32 logits {label} cached steps", max(diffs), atol,
+                             "per step: " + ", ".join(f"{d:.2e}" for d in diffs))]
+
+
+def _torch_row(model, ids: Sequence[int]) -> np.ndarray:
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([list(ids)], device=device), use_cache=False)
+    return out.logits[0].float().cpu().numpy()
+
+
+def greedy_fn(path: Path, config: DecodeConfig):
+    """A `(prompt, new_tokens, eos_id) -> tokens` greedy decoder on a decode graph."""
+    def greedy(prompt, new_tokens, eos_id=None):
+        runner = open_decode(path, config, 1, len(prompt) + new_tokens)
+        logits, out = runner.run([list(prompt)])[0, -1], []
+        for _ in range(new_tokens):
+            out.append(int(np.argmax(logits)))
+            if out[-1] == eos_id:
+                break
+            logits = runner.run([[out[-1]]])[0, -1]
+        return out
+    return greedy
+
+
+def teacher_forced_fn(path: Path, config: DecodeConfig):
+    """A `chunk -> logits [len, vocab]` scorer on a decode graph (logits_to_keep = len)."""
+    runner = open_decode(path, config, 1)
+
+    def score(chunk):
+        runner.reset(0)
+        return runner.run([list(chunk)], logits_to_keep=len(chunk))[0]
+    return score
+
+
+def time_steps(path: Path, config: DecodeConfig, prompt: Sequence[int], steps: int = 16) -> float:
+    """Median milliseconds of one batch-1 decode step after `prompt` (noisy on a busy box)."""
+    runner = open_decode(path, config, 1, len(prompt) + steps + 1)
+    runner.run([list(prompt)])
+    times = []
+    for i in range(steps):
+        start = time.perf_counter()
+        runner.run([[prompt[i % len(prompt)]]])
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+@dataclass
+class DecodeGateResult:
+    """The decode graphs' checks, quantized quality, noisy step times, and who passed."""
+
+    checks: list[validate.Check]
+    quality: dict[str, dict[str, float]]
+    step_ms: dict[str, float]
+    passed: list[str] = field(default_factory=list)
+
+
+def run_decode_gate(model, tokenizer, config: DecodeConfig, paths: dict[str, Path], settings,
+                    log=print) -> DecodeGateResult:
+    """Run the decode graphs' checks.
+
+    Args:
+        model, tokenizer: the PyTorch reference and its tokenizer.
+        config: the model's shape.
+        paths: {"fp32": path, "int8": path, ...}; fp32 is required (the reference).
+        settings: the export's `GateSettings` (atol, steps, greedy_tokens, texts, eval sizes,
+            max_ppl_increase, min_agreement).
+        log: where progress lines go.
+
+    Returns:
+        The result; `.passed` lists the precisions whose checks all passed (a quantized one
+        only when fp32 passed too).
+    """
+    fp32, checks, short = paths["fp32"], [], []
+    for label, rows in decode_prompts(tokenizer, config, settings.texts, settings.steps).items():
+        log(f"[gate] decode fp32 vs PyTorch: {label} ({'/'.join(str(len(r)) for r in rows)} tokens)")
+        checks += check_decode_logits(model, fp32, config, rows, label, settings.steps, settings.atol)
+        short = rows[0] if label == "short b1" else short
+    log(f"[gate] decode fp32 greedy {settings.greedy_tokens} tokens vs transformers generate")
+    checks.append(validate.check_greedy(model, greedy_fn(fp32, config), short,
+                                        settings.greedy_tokens, prefix="decode fp32 "))
+    passed = ["fp32"] if all(c.passed for c in checks) else []
+    stream = heldout.token_stream(tokenizer, settings.texts, settings.eval_tokens,
+                                  tokenizer.eos_token_id)
+    pieces = heldout.chunks(stream, min(settings.chunk_tokens, config.context))
+    reference, quality = teacher_forced_fn(fp32, config), {}
+    for precision, path in paths.items():
+        if precision == "fp32":
+            continue
+        log(f"[gate] decode {precision}: perplexity and agreement vs fp32 on {len(stream)} tokens")
+        quality[precision] = validate.quantized_quality(reference, teacher_forced_fn(path, config),
+                                                        pieces)
+        found = validate.quality_checks(f"decode {precision}", quality[precision],
+                                        settings.max_ppl_increase.get(precision),
+                                        settings.min_agreement)
+        checks += found
+        if passed and all(c.passed for c in found):
+            passed.append(precision)
+    step_ms = {p: round(time_steps(paths[p], config, stream[:17]), 3) for p in passed}
+    log("[gate] decode step at batch 1 (noisy): "
+        + ", ".join(f"{p} {ms:.2f} ms" for p, ms in step_ms.items()))
+    return DecodeGateResult(checks, quality, step_ms, passed)

@@ -1,0 +1,154 @@
+"""Rebuild `demo_model/` in the decode-graph format from the int8 ONNX file it shipped with.
+
+    python scripts/recover_demo_model.py --data ../shared/data/arxiv-cs-abstracts.jsonl.gz \
+        --work /tmp/demo_recover [--onnx demo_model/model_int8.onnx] [--out demo_model]
+
+The repository kept only `model_int8.onnx` (optimum's graph, dynamic int8 MatMulInteger
+weights, per output channel; embeddings, layer norms and biases fp32; the lm_head a
+quantized copy of the embedding table). Steps:
+  recover  a GPT-Neo PyTorch checkpoint: fp32 tensors as they are, each int8 weight
+           dequantized ((q - zero_point) * scale: exactly the values the shipped model
+           multiplies by), the lm_head tied to the fp32 embedding table as trained
+  verify   PyTorch on the recovered weights against the int8 ONNX model (logits, greedy)
+  export   `python -m export` (decode graphs, gate, decode.json)
+  bundle   demo_model/ = decode.json, the default decode graph, config, tokenizer, card
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: make the project's packages importable
+WEIGHT_NODE = re.compile(r"^/transformer/h\.(\d+)/(attn/attention|mlp)/(\w+)/MatMul_quant$")
+FP32_TENSOR = re.compile(r"^transformer\.[\w.]+\.(weight|bias)$")  # not the quantized lm_head copy
+KEEP = ("config.json", "generation_config.json", "tokenizer.json")
+PROMPTS = ("In this paper, we propose a novel method for",
+           "Deep neural networks have achieved remarkable success in",
+           "We study the problem of")
+
+
+def recovered_state_dict(onnx_path: Path) -> dict[str, np.ndarray]:
+    """The checkpoint's tensors by HF name, read back from an optimum int8 graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    state = {k: v.astype(np.float32) for k, v in inits.items() if FP32_TENSOR.match(k)}
+    for node in model.graph.node:
+        match = WEIGHT_NODE.match(node.name)
+        if node.op_type != "MatMulInteger" or not match:
+            continue
+        base = node.input[1].removesuffix("_quantized")
+        q = inits[node.input[1]].astype(np.float32)  # [in, out]
+        w = (q - inits[f"{base}_zero_point"].astype(np.float32)) * inits[f"{base}_scale"]
+        layer, block, name = match.groups()
+        state[f"transformer.h.{layer}.{block.replace('/', '.')}.{name}.weight"] = w.T.copy()
+    return state
+
+
+def recover(onnx_path: Path, bundle: Path, out: Path) -> Path:
+    """Write a transformers GPT-Neo directory (safetensors, tokenizer, configs, old card)."""
+    import torch
+    from transformers import GPT2TokenizerFast, GPTNeoConfig, GPTNeoForCausalLM
+
+    config = GPTNeoConfig.from_pretrained(bundle)
+    model = GPTNeoForCausalLM(config).eval()
+    state = {k: torch.from_numpy(v) for k, v in recovered_state_dict(onnx_path).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight" and not k.endswith(".attn.attention.bias")]
+    if missing or unexpected:
+        raise SystemExit(f"recovered tensors do not fit the config: missing {missing}, "
+                         f"unexpected {unexpected}")
+    model.tie_weights()
+    model.save_pretrained(out)
+    eos = "<|endoftext|>"
+    GPT2TokenizerFast(tokenizer_file=str(bundle / "tokenizer.json"), eos_token=eos, bos_token=eos,
+                      unk_token=eos, model_max_length=config.max_position_embeddings).save_pretrained(out)
+    for name in ("generation_config.json", "README.md"):
+        shutil.copy(bundle / name, out / name)
+    return out
+
+
+def verify(model_dir: Path, onnx_path: Path, tokens: int = 32) -> dict:
+    """PyTorch on the recovered weights vs the int8 ONNX model: max |logit diff| on the
+    prompts, and how many greedy tokens agree (int8 activations differ, so not all need to)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from export import ort_io
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    session = ort_io.open_session(onnx_path)
+    diff, same, total, first = 0.0, 0, 0, []
+    for prompt in PROMPTS:
+        ids = tok(prompt)["input_ids"]
+        onnx_logits = ort_io.forward(session, np.array([ids]), np.ones((1, len(ids)), np.int64))[0]
+        with torch.no_grad():
+            ref = model(torch.tensor([ids])).logits.numpy()
+            want = model.generate(torch.tensor([ids]), max_new_tokens=tokens, do_sample=False,
+                                  pad_token_id=tok.eos_token_id)[0, len(ids):].tolist()
+        diff = max(diff, float(np.abs(onnx_logits - ref).max()))
+        got = ort_io.greedy(session, ids, tokens, eos_id=None)
+        same += sum(a == b for a, b in zip(want, got, strict=False))
+        total += len(want)
+        first.append(next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), len(want)))
+    return {"max_abs_logit_diff": diff, "greedy_tokens_equal": same, "greedy_tokens": total,
+            "first_difference_per_prompt": first}
+
+
+def bundle_files(export_dir: Path, out: Path) -> list[str]:
+    """Replace `out` with decode.json (listing only the bundled graph), the default graph,
+    the configs, tokenizer and card."""
+    manifest = json.loads((export_dir / "decode.json").read_text())
+    default = manifest["default"]
+    manifest["files"] = {default: manifest["files"][default]}
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in (*KEEP, "README.md", manifest["files"][default]):
+        shutil.copy(export_dir / name, out / name)
+    (out / "decode.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return sorted(p.name for p in out.iterdir())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--onnx", type=Path, default=REPO / "demo_model" / "model_int8.onnx")
+    parser.add_argument("--data", required=True, help="the abstracts the demo was trained on "
+                        "(its test split is the gate's held-out text)")
+    parser.add_argument("--work", type=Path, required=True, help="scratch directory")
+    parser.add_argument("--out", type=Path, default=REPO / "demo_model", help="where the bundle goes")
+    args = parser.parse_args(argv)
+    from build_demo_model import write_heldout  # scripts/build_demo_model.py
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    source = args.work / "int8_source"  # the bundle is replaced below: keep what we read
+    if not source.exists():
+        shutil.copytree(args.onnx.parent, source)
+    onnx_path = source / args.onnx.name
+    model_dir = recover(onnx_path, source, args.work / "recovered")
+    check = verify(model_dir, onnx_path)
+    print("[recover] PyTorch (recovered) vs int8 ONNX: " + json.dumps(check), flush=True)
+    (args.work / "recovery_check.json").write_text(json.dumps(check, indent=2) + "\n")
+    heldout = write_heldout(args.data, args.work)
+    subprocess.run([sys.executable, "-m", "export", "--model", str(model_dir), "--output-dir",
+                    str(args.work / "onnx"), "--overwrite", "--eval-text", str(heldout)],
+                   check=True, cwd=REPO)
+    files = bundle_files(args.work / "onnx", args.out)
+    print(f"[recover] {args.out}: {', '.join(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

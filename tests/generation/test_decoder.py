@@ -1,0 +1,125 @@
+"""The decode graph's runner: chunked prefill, slots of different lengths, copy/move, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generation import Engine
+from tests.generation.conftest import DECODE_PRECISIONS, PROMPTS
+
+
+@pytest.fixture(scope="module")
+def runners(decode_dir) -> dict:
+    return {p: Engine.load(decode_dir, precision=p, provider="cpu")._runner
+            for p in DECODE_PRECISIONS}
+
+
+def torch_logits(hf_model, ids: list[int]) -> np.ndarray:
+    with torch.no_grad():
+        return hf_model(torch.tensor([ids])).logits[0].numpy()
+
+
+def greedy_tokens(runner, cache, slots: list[int], first: np.ndarray, n: int) -> np.ndarray:
+    """n greedy steps of slots 0..len(slots)-1 from their first tokens: [n + 1, rows]."""
+    tokens = [first]
+    for _ in range(n):
+        tokens.append(runner.step(cache, tokens[-1]).argmax(-1))
+    return np.array(tokens)
+
+
+def test_prefill_in_chunks_on_top_of_a_slot_matches_pytorch(engine, hf_model):
+    """A split prefill (what a scheduler does with long prompts) equals the whole prompt."""
+    runner = engine._runner
+    ids = engine.encode(PROMPTS[3])
+    assert len(ids) > 12  # beyond the window of 8
+    cache = runner.new_cache(2, 64)
+    runner.prefill(cache, 1, ids[:3])
+    middle = runner.prefill(cache, 1, ids[3:10], keep=7)
+    last = runner.prefill(cache, 1, ids[10:], keep=2)
+    assert cache.lengths.tolist() == [0, len(ids)]
+    ref = torch_logits(hf_model, ids)
+    np.testing.assert_allclose(middle, ref[3:10], atol=1e-4)
+    np.testing.assert_allclose(last, ref[-2:], atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", DECODE_PRECISIONS)
+def test_two_prompts_in_one_batch_each_equal_their_solo_run(runners, precision):
+    """Slots of different lengths step together; each slot's logits are bitwise its solo ones."""
+    runner = runners[precision]
+    prompts = [[5, 9, 17, 3, 60, 2, 7, 7, 11, 42, 8, 1, 99], [31, 4]]  # 13 and 2 tokens
+    solo = []
+    for ids in prompts:
+        cache = runner.new_cache(1, 64)
+        first = runner.prefill(cache, 0, ids).argmax(-1)
+        logits = [runner.step(cache, first).copy()]
+        solo.append((first, logits))
+    cache = runner.new_cache(2, 64)
+    firsts = np.concatenate([runner.prefill(cache, s, ids).argmax(-1) for s, ids in enumerate(prompts)])
+    batched = runner.step(cache, firsts)
+    assert cache.lengths.tolist() == [14, 3]
+    for slot, (first, logits) in enumerate(solo):
+        assert firsts[slot] == first[0]
+        assert np.array_equal(batched[slot], logits[0][0])
+    # 40 more greedy steps side by side equal 40 solo steps of each prompt.
+    together = greedy_tokens(runner, cache, [0, 1], batched.argmax(-1), 40)
+    for slot, ids in enumerate(prompts):
+        alone = runner.new_cache(1, 64)
+        runner.prefill(alone, 0, ids)
+        runner.step(alone, firsts[slot:slot + 1])
+        assert greedy_tokens(runner, alone, [0], together[0, slot:slot + 1], 40)[:, 0].tolist() \
+            == together[:, slot].tolist()
+
+
+def test_copy_and_move_carry_a_slot(engine):
+    """copy broadcasts a prompt; move of the last slot into a freed one continues it unchanged."""
+    runner = engine._runner
+    ids = engine.encode(PROMPTS[1])
+    cache = runner.new_cache(3, 64)
+    first = runner.prefill(cache, 0, ids).argmax(-1)
+    cache.copy(0, 1)
+    runner.prefill(cache, 2, engine.encode(PROMPTS[0]))
+    three = runner.step(cache, np.array([first[0], first[0], 5])).copy()
+    assert np.array_equal(three[0], three[1])
+    cache.move(2, 0)  # slot 0 finished: slot 2 takes its place
+    assert cache.lengths.tolist() == [len(engine.encode(PROMPTS[0])) + 1, len(ids) + 1, 0]
+    moved = runner.step(cache, np.array([7, 8])).copy()
+    ref = runner.new_cache(1, 64)
+    runner.prefill(ref, 0, engine.encode(PROMPTS[0]))
+    runner.step(ref, np.array([5]))
+    assert np.array_equal(moved[0], runner.step(ref, np.array([7]))[0])
+    cache.clear(1)
+    assert cache.lengths.tolist() == [cache.lengths[0], 0, 0]
+
+
+def test_step_reuses_its_buffers(engine):
+    """No per-step allocation: the logits of every step land in the same buffer."""
+    runner = engine._runner
+    cache = runner.new_cache(2, 16)
+    runner.prefill(cache, 0, [1, 2])
+    cache.copy(0, 1)
+    a = runner.step(cache, np.array([3, 4]))
+    b = runner.step(cache, np.array([5, 6]))
+    assert np.shares_memory(a, b)
+
+
+def test_misuse_is_a_clear_error(engine, optimum_engine):
+    runner = engine._runner
+    cache = runner.new_cache(2, 8)
+    with pytest.raises(ValueError, match="outside the cache's 2 rows"):
+        runner.prefill(cache, 2, [1])
+    with pytest.raises(ValueError, match="the cache holds 8"):
+        runner.prefill(cache, 0, list(range(9)))
+    runner.prefill(cache, 0, [1, 2, 3])
+    with pytest.raises(ValueError, match="prefilled first"):
+        runner.step(cache, np.array([1, 2]))
+    with pytest.raises(ValueError, match="outside the cache's 2 rows"):
+        runner.step(cache, np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="keep must be in"):
+        runner.prefill(cache, 1, [1], keep=2)
+    legacy = optimum_engine._runner
+    cache = legacy.new_cache(2, 8)
+    legacy.prefill(cache, 0, [1, 2])
+    with pytest.raises(ValueError, match="export a decode graph"):
+        legacy.prefill(cache, 1, [1, 2])
