@@ -8,14 +8,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from .decoder import DecodeRunner
 from .model import ModelConfig, load_tokenizer, read_config, resolve
 from .params import RowResult, SamplingParams, StepUpdate
-from .rows import RowState
 from .runner import Runner, create_session, map_io
-from .sampler import select_next
 from .score import ScoreResult, score_tokens
 
 
@@ -188,9 +184,7 @@ class Engine:
             ValueError: (at once, before any work) an empty prompt, no params, bad params or a
                 bad max_new_tokens, listing every problem.
         """
-        start = time.perf_counter()  # the request's clock includes tokenization
-        ids, params = self._validated(prompt, None, params, max_new_tokens)
-        return self._decode(ids, params, max_new_tokens, start)
+        return self._run(self.prepare(prompt, params, max_new_tokens))
 
     def stream_tokens(self, token_ids: Sequence[int], params: Sequence[SamplingParams],
                       max_new_tokens: int = 64) -> Iterator[StepUpdate]:
@@ -199,8 +193,8 @@ class Engine:
         Raises:
             ValueError: empty or out-of-vocabulary ids, or any problem `stream` reports.
         """
-        ids, params = self._validated(None, token_ids, params, max_new_tokens)
-        return self._decode(ids, params, max_new_tokens, time.perf_counter())
+        ids = [] if token_ids is None else token_ids  # None is bad ids here, not "no ids"
+        return self._run(self.prepare(None, params, max_new_tokens, ids))
 
     def prepare(self, prompt: str | None, params: Sequence[SamplingParams], max_new_tokens: int = 64,
                 token_ids: Sequence[int] | None = None) -> Prepared:
@@ -217,7 +211,7 @@ class Engine:
         Raises:
             ValueError: any problem `stream` or `stream_tokens` reports.
         """
-        start = time.perf_counter()
+        start = time.perf_counter()  # the request's clock includes tokenization
         ids, params = self._validated(prompt, token_ids, params, max_new_tokens)
         truncated = max(0, len(ids) - (self.context_size - max_new_tokens))
         return Prepared(ids[truncated:], params, max_new_tokens, truncated, start)
@@ -257,52 +251,17 @@ class Engine:
             raise ValueError("\n".join(issues))
         return params
 
-    def _decode(self, ids: list[int], params: list[SamplingParams], max_new_tokens: int,
-                start: float) -> Iterator[StepUpdate]:
-        truncated = max(0, len(ids) - (self.context_size - max_new_tokens))
-        ids = ids[truncated:]
-        rows = [RowState(p, ids, self._tokenizer, self._config.vocab_size) for p in params]
-        results = [r.result for r in rows]
-        eos = set(self.eos_ids)
+    def _run(self, prepared: Prepared) -> Iterator[StepUpdate]:
+        """Decode one request as a batch of one in a scheduler of its own (the app's loop, sized
+        to this request: its rows, its prompt + max_new_tokens)."""
+        from .scheduler import Scheduler  # the scheduler drives an Engine: imported late
 
-        runner = self._runner
-        cache = runner.new_cache(len(rows), len(ids) + max_new_tokens)
-        logits = runner.prefill(cache, 0, ids)
-        # Every row starts from the same prompt: copy its cache rather than recompute it.
-        for slot in range(1, len(rows)):
-            cache.copy(0, slot)
-        logits = np.repeat(logits, len(rows), axis=0)
-        active = list(range(len(rows)))  # the row in each slot; slots 0..len(active)-1 run
-        for step in range(max_new_tokens):
-            batch = [rows[i] for i in active]
-            tokens, probs = select_next(logits, [r.params for r in batch], [r.rng for r in batch],
-                                        [r.seen for r in batch])
-            now = time.perf_counter() - start
-            deltas = [""] * len(rows)
-            for j, i in enumerate(active):
-                deltas[i] = rows[i].accept(int(tokens[j]), float(probs[j]), now, eos,
-                                           step == max_new_tokens - 1)
-            yield StepUpdate(deltas=deltas, rows=results, prompt_truncated=truncated)
-            _compact(cache, active, tokens, [results[i].finished for i in active])
-            if not active:
-                return
-            logits = runner.step(cache, tokens[:len(active)])
-
-
-def _compact(cache, active: list[int], tokens: np.ndarray, finished: list[bool]) -> None:
-    """Free the slots of finished rows, moving the last running slot into each gap, so the
-    running rows stay in slots 0..B-1 (a finished row would cost a full row of work per step).
-    `active` and `tokens` are updated to the new slot order."""
-    slot = 0
-    while slot < len(active):
-        if finished[slot]:
-            last = len(active) - 1
-            cache.move(last, slot)  # one row's cache copied, once per finished row
-            active[slot], tokens[slot], finished[slot] = active[last], tokens[last], finished[last]
-            active.pop()
-            finished.pop()
-        else:
-            slot += 1
+        scheduler = Scheduler(self, max_rows=len(prepared.params), queue_size=1, time_limit_s=None,
+                              capacity=len(prepared.ids) + prepared.max_new_tokens)
+        try:
+            yield from scheduler.enqueue(prepared)
+        finally:
+            scheduler.close()
 
 
 def _all_ints(values) -> bool:

@@ -21,11 +21,15 @@ import traceback
 
 import numpy as np
 
-from .engine import Engine
+from .engine import Engine, Prepared
 from .handle import Handle, Request, RowUpdate
 from .rows import RowState
 from .sampler import select_next
 from .slots import Slots, row_bytes
+
+# Prompt tokens per prefill call. Every caller (the app, Engine.stream) uses the same chunks, so
+# a prompt's cache holds the same numbers whichever way it was served.
+PREFILL_CHUNK = 64
 
 
 class Busy(RuntimeError):
@@ -43,12 +47,14 @@ class Scheduler:
         queue_size: requests waiting for rows beyond which `submit` raises `Busy`.
         time_limit_s: a request ends (its handle's `timed_out` set) after this many seconds.
         prefill_chunk: prompt tokens prefilled per step while other rows decode.
+        capacity: tokens a row may hold (default: the model's context).
     """
 
     def __init__(self, engine: Engine, *, max_rows: int = 48, cache_mb: float | None = None,
-                 queue_size: int = 64, time_limit_s: float | None = 120.0, prefill_chunk: int = 64):
+                 queue_size: int = 64, time_limit_s: float | None = 120.0,
+                 prefill_chunk: int = PREFILL_CHUNK, capacity: int | None = None):
         self.engine = engine
-        runner, capacity = engine.runner, engine.context_size
+        runner, capacity = engine.runner, capacity or engine.context_size
         per_row = row_bytes(runner, runner.layers, engine.hidden_size, capacity)
         budget = cache_mb * 2**20 if cache_mb is not None else _memory_bytes() / 4
         fit = int(budget // per_row)
@@ -87,7 +93,15 @@ class Scheduler:
             ValueError: a bad request (at once), or more rows than `max_rows`.
             Busy: `queue_size` requests are already waiting.
         """
-        prepared = self.engine.prepare(prompt, params, max_new_tokens, token_ids)
+        return self.enqueue(self.engine.prepare(prompt, params, max_new_tokens, token_ids))
+
+    def enqueue(self, prepared: Prepared) -> Handle:
+        """`submit` for a request already checked by `Engine.prepare`.
+
+        Raises:
+            ValueError: more rows than `max_rows`.
+            Busy: `queue_size` requests are already waiting.
+        """
         if len(prepared.params) > self.max_rows:
             raise ValueError(f"a request may have at most {self.max_rows} rows, got {len(prepared.params)}")
         deadline = (time.monotonic() + self.time_limit_s) if self.time_limit_s else float("inf")
