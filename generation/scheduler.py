@@ -59,7 +59,7 @@ class Scheduler:
         budget = cache_mb * 2**20 if cache_mb is not None else _memory_bytes() / 4
         fit = int(budget // per_row)
         self.max_rows = max(1, min(max_rows, fit))
-        self.backend = Slots(runner, self.max_rows, capacity)
+        self.backend = Slots(runner, self.max_rows + 1, capacity)  # + the spare slot
         self.queue_size = queue_size
         self.time_limit_s = time_limit_s
         self.chunk = prefill_chunk if self.backend.chunk_ok else None
@@ -215,17 +215,20 @@ class Scheduler:
     def _join(self, req: Request) -> None:
         """Put a prefilled request's rows in the next decoding slots (its prompt cache copied)."""
         first, n = len(self.slots), len(req.rows)
-        for slot in range(first, first + n):
-            other = next((r for r in self.prefilling if r.stage == slot and r is not req), None)
-            if other is not None:  # another prompt is parked where these rows go
-                other.stage = self._free_slot(exclude=range(first, first + n))
-                self.backend.move(slot, other.stage)
-        if req.stage != first:
-            self.backend.move(req.stage, first)
-        for slot in range(first + 1, first + n):
-            self.backend.copy(first, slot)
+        targets = range(first, first + n)
+        # The prompt steps aside into the spare slot (no row ever holds it), so other prompts
+        # parked where these rows go can always be moved out of the way first.
+        self.backend.move(req.stage, self.max_rows)
         self.prefilling.remove(req)
         req.stage = None
+        for other in self.prefilling:
+            if other.stage in targets:
+                slot = self._free_slot(exclude=targets)
+                self.backend.move(other.stage, slot)
+                other.stage = slot
+        self.backend.move(self.max_rows, first)
+        for slot in targets[1:]:
+            self.backend.copy(first, slot)
         self.slots += [(req, i) for i in range(n)]
         self.running.append(req)
 

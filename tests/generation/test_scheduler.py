@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from generation import Engine, SamplingParams
@@ -71,6 +72,22 @@ def test_requests_joining_mid_flight_get_their_solo_tokens(decode_dir, make, pre
         expected = engine.generate(prompt, params, n)
         assert [r.text for r in handle.rows] == [r.text for r in expected]
         assert [r.finish_reason for r in handle.rows] == [r.finish_reason for r in expected]
+    assert scheduler.stats()["rows"] == 0
+
+
+def test_a_tight_row_budget_juggles_slots_and_keeps_every_result(engine, make):
+    """Few rows, short prefill chunks, requests of 1-3 rows arriving while others prefill and
+    decode: prompts parked in slots get moved out of the way of joining rows."""
+    scheduler = make(max_rows=5, prefill_chunk=3)
+    rng = np.random.default_rng(0)
+    cases = [(PROMPTS[int(rng.integers(4))], STRATEGIES[int(rng.integers(3))], int(rng.integers(1, 30)))
+             for _ in range(30)]
+    handles = []
+    for prompt, params, n in cases:
+        handles.append(scheduler.submit(prompt, params, n))
+        time.sleep(float(rng.random()) * 0.004)
+    for (prompt, params, n), handle in zip(cases, handles, strict=True):
+        assert drain(handle) == solo(engine, prompt, params, n)
     assert scheduler.stats()["rows"] == 0
 
 
