@@ -13,7 +13,6 @@ request's own queue.
 from __future__ import annotations
 
 import collections
-import os
 import queue
 import threading
 import time
@@ -25,7 +24,7 @@ from .engine import Engine, Prepared
 from .handle import Handle, Request, RowUpdate
 from .rows import RowState
 from .sampler import select_next
-from .slots import Slots, row_bytes
+from .slots import Slots, rows_that_fit
 
 # Prompt tokens per prefill call. Every caller (the app, Engine.stream) uses the same chunks, so
 # a prompt's cache holds the same numbers whichever way it was served.
@@ -55,10 +54,7 @@ class Scheduler:
                  prefill_chunk: int = PREFILL_CHUNK, capacity: int | None = None):
         self.engine = engine
         runner, capacity = engine.runner, capacity or engine.context_size
-        per_row = row_bytes(runner, runner.layers, engine.hidden_size, capacity)
-        budget = cache_mb * 2**20 if cache_mb is not None else _memory_bytes() / 4
-        fit = int(budget // per_row)
-        self.max_rows = max(1, min(max_rows, fit))
+        self.max_rows = rows_that_fit(runner, engine.hidden_size, capacity, max_rows, cache_mb)
         self.backend = Slots(runner, self.max_rows + 1, capacity)  # + the spare slot
         self.queue_size = queue_size
         self.time_limit_s = time_limit_s
@@ -149,7 +145,10 @@ class Scheduler:
                 traceback.print_exc()
                 for req in self.running + self.prefilling:
                     self._end(req, error=err)
-        for req in list(self.waiting) + self.running + self.prefilling:
+        late = []  # submitted after close() was called
+        while not self._inbox.empty():
+            late.append(self._inbox.get_nowait())
+        for req in list(self.waiting) + self.running + self.prefilling + [r for r in late if r]:
             self._end(req, error=RuntimeError("the scheduler was closed"))
 
     def _take_inbox(self) -> bool:
@@ -310,10 +309,3 @@ class Scheduler:
         return next(s for s in range(self.max_rows - 1, len(self.slots) - 1, -1) if s not in used)
 
 
-
-def _memory_bytes() -> float:
-    """The machine's physical memory (16 GiB where the OS does not say)."""
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 16.0 * 2**30

@@ -9,6 +9,8 @@ at a time, each prompt in one piece.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .decoder import DecodeRunner
@@ -19,6 +21,21 @@ def row_bytes(runner, layers: int, hidden: int, capacity: int) -> int:
     if isinstance(runner, DecodeRunner):
         return sum(a.nbytes for a in runner.new_cache(1, capacity).arrays)
     return 2 * layers * hidden * capacity * 4
+
+
+def rows_that_fit(runner, hidden: int, capacity: int, max_rows: int, cache_mb: float | None) -> int:
+    """max_rows, lowered to the rows whose caches fit in cache_mb (None: a quarter of RAM)."""
+    per_row = row_bytes(runner, runner.layers, hidden, capacity)
+    budget = cache_mb * 2**20 if cache_mb is not None else memory_bytes() / 4
+    return max(1, min(max_rows, int(budget // per_row)))
+
+
+def memory_bytes() -> float:
+    """The machine's physical memory (16 GiB where the OS does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30
 
 
 class Slots:
