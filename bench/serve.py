@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/serve.py: {model} has no tokenizer.json (not a model the app can serve)",
               file=sys.stderr)
         return 2
+    if not (model / "decode.json").is_file():
+        print(f"[bench] note: {model} has no decode graph (decode.json): the batched mode serves "
+              "it one request at a time")
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
