@@ -11,7 +11,7 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .engine import Prepared
@@ -80,8 +80,10 @@ class Handle:
         """One StepUpdate per decoding step (like `Engine.stream`)."""
         return self.updates(0.0)
 
-    def updates(self, interval_s: float = 0.0) -> Iterator[StepUpdate]:
+    def updates(self, interval_s: float | Callable[[], float] = 0.0) -> Iterator[StepUpdate]:
         """StepUpdates at most every `interval_s` seconds, each with everything since the last.
+
+        `interval_s` may be a function, asked after each update (e.g. longer under load).
 
         The first token and the end are sent at once; in between, steps are merged so that a
         slow reader (a web server's per-update cost) neither lags behind nor slows the loop.
@@ -91,10 +93,11 @@ class Handle:
         """
         out = self._request.out
         due = 0.0
+        pace = interval_s if callable(interval_s) else (lambda: interval_s)
         try:
             while True:
                 messages = [out.get()]
-                if interval_s and messages[-1][0] == "step":
+                if due and messages[-1][0] == "step":
                     # Wait for the end only, not on the queue: a reader woken at every step
                     # costs the loop's thread a GIL hand-over per step.
                     self._request.done.wait(max(0.0, due - time.monotonic()))
@@ -104,7 +107,8 @@ class Handle:
                 kind, payload = messages[-1]
                 if deltas is not None:
                     yield StepUpdate(deltas=deltas, rows=self.rows, prompt_truncated=self.prompt_truncated)
-                    due = time.monotonic() + interval_s
+                    wait = pace()
+                    due = time.monotonic() + wait if wait > 0 else 0.0
                 if kind == "error":
                     raise payload
                 if kind == "end":
