@@ -82,7 +82,7 @@ def decode_manifest(config: DecodeConfig, files: dict[str, Path], default: str, 
 
 
 def choose_default(step_ms: dict[str, float], passed: Sequence[str]) -> str:
-    """The fastest precision that passed (by the gate's step times; without times, the
+    """The fastest precision that passed (by the gate's CPU time a step; without times, the
     expected order int4 < int8 < fp32)."""
     timed = [p for p in passed if p in step_ms]
     if timed:

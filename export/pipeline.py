@@ -177,7 +177,7 @@ def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_size
         "passed": all(c.passed for c in gate.checks),
         "checks": {c.name: c.value for c in gate.checks},
         "quality": gate.quality,
-        "step_ms_batch1_noisy": step_ms,
+        "cpu_ms_per_step_batch1": step_ms,  # 1 thread; for choosing the default only
     }
     manifest = decode_export.decode_manifest(config, {p: paths[p] for p in passed},
                                              decode_export.choose_default(step_ms, passed),

@@ -123,12 +123,14 @@ def check_greedy(
     prompt: Sequence[int],
     new_tokens: int = 32,
     prefix: str = "",
+    stop_at_eos: bool = True,
 ) -> Check:
     """ONNX greedy decoding (with the cache) against transformers `generate(do_sample=False)`.
 
     Both sides stop after the model's EOS token (from its generation config), as `generate`
     does; the detail says how many tokens were compared. `session` is an optimum-graph
-    session or a `(prompt, new_tokens, eos_id) -> tokens` function; `prefix` starts the name.
+    session or a `(prompt, new_tokens, eos_id) -> tokens` function; `prefix` starts the name;
+    `stop_at_eos=False` compares all `new_tokens` (EOS is then a token like any other).
 
     Returns:
         A check whose value is the number of differing tokens (limit 0).
@@ -136,7 +138,7 @@ def check_greedy(
     import torch
     from transformers import GenerationConfig
 
-    eos = model.generation_config.eos_token_id
+    eos = model.generation_config.eos_token_id if stop_at_eos else None
     eos = eos[0] if isinstance(eos, list) else eos
     ids = torch.tensor([list(prompt)], device=next(model.parameters()).device)
     config = GenerationConfig(do_sample=False, max_new_tokens=new_tokens, eos_token_id=eos,

@@ -7,8 +7,8 @@ Steps (each skipped when its output exists, so a run can be continued):
   tokenizer  a byte-level BPE (8,192 tokens) trained on the training split only
   train      `python -m finetune --from-scratch <config.json> --tokenizer <tokenizer>`
   train2     `python -m finetune --model <that model>`: a second schedule over more text
-  export     `python -m export --quantize int8`
-  bundle     copy the files the app needs into demo_model/ and write its card
+  export     `python -m export` (decode graphs fp32 / 8-bit / 4-bit, gated; decode.json)
+  bundle     decode.json + its default decode graph + configs + tokenizer + card → demo_model/
 
 Why a small BPE rather than GPT-2's 50,257 tokens: on this project's 2-core CPU, a GPT-Neo with
 GPT-2's vocabulary trained at ~600 tokens/s against ~4,500 with 8,192 tokens (the output
@@ -39,7 +39,7 @@ ARCH = {
     "resid_dropout": 0.0,
 }
 STAGES = ("model", "model2")
-APP_FILES = ("model_int8.onnx", "tokenizer.json", "config.json", "generation_config.json")
+APP_FILES = ("tokenizer.json", "config.json", "generation_config.json")  # + decode.json, its graph
 
 
 def train_tokenizer(data: str, out: Path) -> None:
@@ -100,13 +100,26 @@ def final_model(work: Path) -> Path:
     return done[-1]
 
 
+def bundle_files(export_dir: Path, out: Path) -> list[str]:
+    """Replace `out` with what the app needs: decode.json (listing only the bundled graph),
+    the default decode graph, the configs, the tokenizer and the card."""
+    manifest = json.loads((export_dir / "decode.json").read_text())
+    default = manifest["default"]
+    manifest["files"] = {default: manifest["files"][default]}
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in (*APP_FILES, "README.md", manifest["files"][default]):
+        shutil.copy(export_dir / name, out / name)
+    (out / "decode.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return sorted(p.name for p in out.iterdir())
+
+
 def bundle(work: Path, out: Path) -> None:
     """Copy the app's files into `out` and write the card from the measured metrics."""
     from card import write_card  # scripts/card.py
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name in APP_FILES:
-        shutil.copy(work / "onnx" / name, out / name)
+    bundle_files(work / "onnx", out)
     write_card(work, out)
 
 
@@ -121,7 +134,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-steps", type=int, default=200,
                         help="evaluate (and checkpoint) every N steps; keep steps a multiple of it")
     parser.add_argument("--max-ppl-increase", type=float, default=0.02,
-                        help="export gate: largest int8 perplexity increase over fp32 allowed")
+                        help="export gate: largest 8-bit perplexity increase over fp32 allowed")
     parser.add_argument("--step", action="append",
                         choices=["tokenizer", "train", "train2", "export", "bundle"],
                         help="run only these steps (default: all, skipping finished ones)")
@@ -134,11 +147,11 @@ def main(argv=None) -> int:
         if step in steps and not (args.work / stage / "model.safetensors").is_file() \
                 and (stage == "model" or args.more_steps > 0):
             train(args, args.work, stage)
-    if "export" in steps and not (args.work / "onnx" / "model_int8.onnx").is_file():
+    if "export" in steps and not (args.work / "onnx" / "decode.json").is_file():
         heldout = write_heldout(args.data, args.work)
         run([sys.executable, "-m", "export", "--model", str(final_model(args.work)),
-             "--output-dir", str(args.work / "onnx"), "--quantize", "int8", "--overwrite",
-             "--eval-text", str(heldout), "--max-ppl-increase-int8", str(args.max_ppl_increase)])
+             "--output-dir", str(args.work / "onnx"), "--overwrite", "--eval-text", str(heldout),
+             "--max-ppl-increase-int8", str(args.max_ppl_increase)])
     if "bundle" in steps:
         bundle(args.work, args.out)
     return 0

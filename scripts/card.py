@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+REBUILD_NOTE = """(tokenizer → `python -m finetune --from-scratch` → `python -m export` → this folder: `decode.json`
+and its default decode graph). The bundled weights were recovered from the int8 file of the first
+build (whose fp32 weights were not kept) by `python scripts/recover_demo_model.py --data
+../shared/data/arxiv-cs-abstracts.jsonl.gz --work /tmp/demo_recover`."""
 SAMPLE_PROMPTS = ("In this paper, we propose a novel method for",
                   "Deep neural networks have achieved remarkable success in")
 
 
 def _samples(out: Path) -> str:
-    """Continuations of the bundled int8 model, so the card shows what the demo will show."""
+    """Continuations of the bundled model, so the card shows what the demo will show."""
     from generation import Engine, SamplingParams
 
-    engine = Engine.load(out)
+    try:
+        engine = Engine.load(out)
+    except ValueError as err:  # an engine that predates decode graphs: greedy through export's
+        print(f"[card] the engine cannot load {out} ({err}); greedy samples only")
+        return _greedy_samples(out)
     blocks = []
     for prompt in SAMPLE_PROMPTS:
         greedy, sampled = engine.generate(prompt, [
@@ -23,12 +32,62 @@ def _samples(out: Path) -> str:
     return "\n".join(blocks)
 
 
+def _greedy_samples(out: Path) -> str:
+    """Greedy continuations through the bundled decode graph (export's numpy runner)."""
+    from tokenizers import Tokenizer
+
+    from export.decode_config import DecodeConfig
+    from export.decode_gate import greedy_fn
+
+    manifest = json.loads((out / "decode.json").read_text())
+    eos = json.loads((out / "generation_config.json").read_text()).get("eos_token_id")
+    greedy = greedy_fn(out / manifest["files"][manifest["default"]], DecodeConfig.from_dir(out))
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    lines = []
+    for prompt in SAMPLE_PROMPTS:
+        ids = greedy(tok.encode(prompt).ids, 60, eos_id=eos)
+        lines.append(f"- **{prompt}** …\n  - greedy: {tok.decode(ids).strip()!r}")
+    return "\n".join(lines)
+
+
+def refresh_card(text: str, out: Path, provenance: str) -> str:
+    """An earlier card with its file row, quality sentence, samples and rebuild note brought
+    up to date for the bundle in `out` (the training facts stay: same weights)."""
+    precision, row, sentence = decode_facts(out)
+    text = re.sub(r"tags: \[gpt-neo, onnx, \w+,", f"tags: [gpt-neo, onnx, {precision},", text)
+    text = re.sub(r"^\| file \|.*\|$", lambda _: f"| file | {row} |", text, flags=re.M)
+    text = re.sub(r"^\w+ against fp32 on the first .*? %\.$", lambda _: f"{sentence}\n\n{provenance}",
+                  text, count=1, flags=re.M | re.S)
+    text = re.sub(r"(## What its text looks like\n\n).*?(\n\nHonestly:)",
+                  lambda m: m.group(1) + _samples(out) + m.group(2), text, flags=re.S)
+    return re.sub(r"\(tokenizer → .*?\)\.", lambda _: REBUILD_NOTE, text, flags=re.S)
+
+
+def decode_facts(out: Path) -> tuple[str, str, str]:
+    """(precision, the card's `file` row, its quality sentence) for the bundled decode graph."""
+    manifest = json.loads((out / "decode.json").read_text())
+    default = manifest["default"]
+    name = manifest["files"][default]
+    bits = {"int4": "4-bit", "int8": "8-bit"}.get(default)
+    weights = (f"{bits} MatMulNBits weights, block {manifest['block_sizes'][default]}, the tied "
+               "lm_head too; embeddings fp32" if bits else "fp32 weights")
+    row = (f"`{name}`, {(out / name).stat().st_size / 2**20:.1f} MiB ({weights}): GPT-Neo decode "
+           "graph with GroupQueryAttention on a cache updated in place, listed in `decode.json`")
+    quality = manifest["gate"]["quality"].get(default) if manifest.get("gate") else None
+    if not quality:
+        return default, row, "The bundled graph is the fp32 one: no quantization."
+    sentence = (f"{default} against fp32 on the first {quality['tokens']:,} tokens of the test "
+                f"abstracts (`python -m export` gate): perplexity {quality['ppl_reference']:.2f} → "
+                f"{quality['ppl']:.2f} ({quality['ppl_increase'] * 100:+.2f} %), top-1 agreement "
+                f"{quality['agreement'] * 100:.1f} %.")
+    return default, row, sentence
+
+
 def write_card(work: Path, out: Path) -> None:
     """Write out/README.md from work/model/metrics.json and work/onnx/export_report.json."""
     stages = [json.loads((work / s / "metrics.json").read_text())
               for s in ("model", "model2") if (work / s / "metrics.json").is_file()]
     metrics = stages[-1]
-    report = json.loads((work / "onnx" / "export_report.json").read_text())
     config = json.loads((out / "config.json").read_text())
     before, after = stages[0]["before"], metrics["after"]
     tokens = sum(m["tokens_seen"] for m in stages)
@@ -40,8 +99,7 @@ def write_card(work: Path, out: Path) -> None:
     stage_rows = "".join(
         f"| after stage {i + 1} ({m['train_steps']:,} steps) | {m['after']['validation_perplexity']:.1f} "
         f"| {m['after']['test_perplexity']:.1f} |\n" for i, m in enumerate(stages[:-1]))
-    quality = (report.get("gate") or {}).get("quality", {}).get("int8", {})
-    size_mib = (out / "model_int8.onnx").stat().st_size / 2**20
+    precision, file_row, quality_sentence = decode_facts(out)
     params = metrics.get("parameters") or config.get("n_params") or 0
     hw = metrics["hardware"]
     blocks = metrics["data"]["blocks"]
@@ -49,7 +107,7 @@ def write_card(work: Path, out: Path) -> None:
 license: apache-2.0
 pipeline_tag: text-generation
 language: en
-tags: [gpt-neo, onnx, int8, demo, scientific-abstracts]
+tags: [gpt-neo, onnx, {precision}, demo, scientific-abstracts]
 ---
 
 # neo-xscience demo model (small, from scratch)
@@ -66,7 +124,7 @@ model is **GPT-Neo-125M fine-tuned on Multi-XScience** with `python -m finetune`
 | architecture | GPT-Neo: {config['num_layers']} layers (alternating global / local attention, window {config['window_size']}), hidden {config['hidden_size']}, {config['num_heads']} heads, MLP {config['intermediate_size']}, {config['max_position_embeddings']} positions, tied embeddings |
 | parameters | {params:,} |
 | tokenizer | byte-level BPE, {config['vocab_size']:,} tokens, trained on the training split (**not** GPT-2's 50,257-token vocabulary: on the 2-core CPU it was built on, the small vocabulary trains ~7x faster, so the model sees far more text in the same time) |
-| file | `model_int8.onnx`, {size_mib:.1f} MiB (dynamic int8 MatMuls; the embeddings stay fp32), KV cache as inputs/outputs |
+| file | {file_row} |
 | data | 117k arXiv Computer Science abstracts (2007-2017, arXiv's CC0 metadata), split by a hash of the text: {blocks['train']:,} / {blocks['validation']:,} / {blocks['test']:,} blocks of {metrics['data'].get('block_size', 512)} tokens (train / validation / test; validation and test capped at 200 abstracts) |
 | training | {schedule}, {steps} optimizer steps of 4 x 512 tokens, **{tokens:,} tokens seen** (< 1 epoch), {minutes:.0f} min on {hw['processes']} x {hw['device_name']} ({hw['precision']}), a CPU shared with other jobs |
 
@@ -80,10 +138,7 @@ perplexities), measured by `python -m finetune` on abstracts never trained on:
 | random init | {before['validation_perplexity']:.1f} | {before['test_perplexity']:.1f} |
 {stage_rows}| **final** | **{after['validation_perplexity']:.1f}** | **{after['test_perplexity']:.1f}** |
 
-int8 against fp32 on the first {quality.get('tokens', 2032):,} tokens of the test abstracts (`python -m export` gate): perplexity
-{quality.get('ppl_reference', float('nan')):.2f} → {quality.get('ppl', float('nan')):.2f}
-({quality.get('ppl_increase', float('nan')) * 100:+.2f} %), top-1 agreement
-{quality.get('agreement', float('nan')) * 100:.1f} %.
+{quality_sentence}
 
 ## What its text looks like
 
@@ -101,6 +156,7 @@ side, not to write abstracts. Positions past 512 were never trained.
 python scripts/build_demo_model.py --data ../shared/data/arxiv-cs-abstracts.jsonl.gz --work /tmp/demo_build
 ```
 
-(tokenizer → `python -m finetune --from-scratch` → `python -m export --quantize int8` → this folder).
+(tokenizer → `python -m finetune --from-scratch` → `python -m export` → this folder: `decode.json`
+and its default decode graph).
 """
     (out / "README.md").write_text(text)

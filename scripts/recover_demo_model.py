@@ -28,31 +28,46 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: make the project's packages importable
-WEIGHT_NODE = re.compile(r"^/transformer/h\.(\d+)/(attn/attention|mlp)/(\w+)/MatMul_quant$")
-FP32_TENSOR = re.compile(r"^transformer\.[\w.]+\.(weight|bias)$")  # not the quantized lm_head copy
-KEEP = ("config.json", "generation_config.json", "tokenizer.json")
+NODE = re.compile(r"^/(transformer(?:/h\.\d+)?(?:/\w+)*)/(?:LayerNormalization|Add|MatMul_quant)$")
+EMBEDDINGS = ("transformer.wte.weight", "transformer.wpe.weight")
+BIASED = ("out_proj", "c_fc", "c_proj")
 PROMPTS = ("In this paper, we propose a novel method for",
            "Deep neural networks have achieved remarkable success in",
            "We study the problem of")
 
 
 def recovered_state_dict(onnx_path: Path) -> dict[str, np.ndarray]:
-    """The checkpoint's tensors by HF name, read back from an optimum int8 graph."""
+    """The checkpoint's tensors by HF name, read back from an optimum int8 graph.
+
+    Tensors are found through the nodes that use them (`/transformer/h.0/ln_1/
+    LayerNormalization` → `transformer.h.0.ln_1.weight/bias`), not by initializer name:
+    the exporter stores equal tensors once (an untrained model's layer norms all share one,
+    reached through Identity nodes).
+    """
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(onnx_path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    state = {k: v.astype(np.float32) for k, v in inits.items() if FP32_TENSOR.match(k)}
+    for node in model.graph.node:  # Identity(shared initializer) stands for a deduplicated one
+        if node.op_type == "Identity" and node.input[0] in inits:
+            inits[node.output[0]] = inits[node.input[0]]
+    state = {k: v.astype(np.float32) for k, v in inits.items() if k in EMBEDDINGS}
     for node in model.graph.node:
-        match = WEIGHT_NODE.match(node.name)
-        if node.op_type != "MatMulInteger" or not match:
+        match = NODE.match(node.name)
+        if not match:
             continue
-        base = node.input[1].removesuffix("_quantized")
-        q = inits[node.input[1]].astype(np.float32)  # [in, out]
-        w = (q - inits[f"{base}_zero_point"].astype(np.float32)) * inits[f"{base}_scale"]
-        layer, block, name = match.groups()
-        state[f"transformer.h.{layer}.{block.replace('/', '.')}.{name}.weight"] = w.T.copy()
+        key = match.group(1).replace("/", ".")
+        if node.op_type == "LayerNormalization":
+            state[f"{key}.weight"], state[f"{key}.bias"] = (
+                inits[n].astype(np.float32) for n in node.input[1:3])
+        elif node.op_type == "Add" and key.endswith(BIASED):
+            state[f"{key}.bias"] = next(inits[n] for n in node.input if n in inits).astype(np.float32)
+        elif node.op_type == "MatMulInteger":
+            base = node.input[1].removesuffix("_quantized")
+            q = inits[node.input[1]].astype(np.float32)  # [in, out], per output channel
+            w = (q - inits[f"{base}_zero_point"].astype(np.float32)) * inits[f"{base}_scale"]
+            state[f"{key}.weight"] = w.T.copy()
     return state
 
 
@@ -107,21 +122,6 @@ def verify(model_dir: Path, onnx_path: Path, tokens: int = 32) -> dict:
             "first_difference_per_prompt": first}
 
 
-def bundle_files(export_dir: Path, out: Path) -> list[str]:
-    """Replace `out` with decode.json (listing only the bundled graph), the default graph,
-    the configs, tokenizer and card."""
-    manifest = json.loads((export_dir / "decode.json").read_text())
-    default = manifest["default"]
-    manifest["files"] = {default: manifest["files"][default]}
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for name in (*KEEP, "README.md", manifest["files"][default]):
-        shutil.copy(export_dir / name, out / name)
-    (out / "decode.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return sorted(p.name for p in out.iterdir())
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--onnx", type=Path, default=REPO / "demo_model" / "model_int8.onnx")
@@ -130,7 +130,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="scratch directory")
     parser.add_argument("--out", type=Path, default=REPO / "demo_model", help="where the bundle goes")
     args = parser.parse_args(argv)
-    from build_demo_model import write_heldout  # scripts/build_demo_model.py
+    from build_demo_model import bundle_files, write_heldout  # scripts/
+    from card import refresh_card
 
     args.work.mkdir(parents=True, exist_ok=True)
     source = args.work / "int8_source"  # the bundle is replaced below: keep what we read
@@ -146,6 +147,16 @@ def main(argv=None) -> int:
                     str(args.work / "onnx"), "--overwrite", "--eval-text", str(heldout)],
                    check=True, cwd=REPO)
     files = bundle_files(args.work / "onnx", args.out)
+    provenance = (
+        f"These weights were recovered from the int8 ONNX file this demo first shipped (its "
+        f"fp32 weights were not kept): each int8 weight dequantized, exactly the values that file "
+        f"multiplied by; embeddings, layer norms and biases as stored (fp32). PyTorch on them "
+        f"reproduces that file's greedy continuations ({check['greedy_tokens_equal']} of "
+        f"{check['greedy_tokens']} tokens over {len(PROMPTS)} prompts) with logits within "
+        f"{check['max_abs_logit_diff']:.3f} (its activations were quantized to int8). This "
+        f"folder holds `decode.json` and its default graph only, out of the export below.")
+    card = args.out / "README.md"
+    card.write_text(refresh_card(card.read_text(encoding="utf-8"), args.out, provenance), encoding="utf-8")
     print(f"[recover] {args.out}: {', '.join(files)}")
     return 0
 

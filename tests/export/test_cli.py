@@ -44,7 +44,7 @@ def test_export_writes_the_decode_graphs_that_passed_and_decode_json(exported):
         assert checks[f"decode fp32 logits {label} cached steps"] <= 1e-4
     assert checks["decode fp32 greedy 64 tokens vs transformers generate"] == 0
     assert {"decode int8 perplexity increase", "decode int4 greedy-token agreement"} <= set(checks)
-    assert set(manifest["gate"]["step_ms_batch1_noisy"]) == {"fp32", "int8", "int4"}
+    assert set(manifest["gate"]["cpu_ms_per_step_batch1"]) == {"fp32", "int8", "int4"}
     assert count_ops(out / "decode_int4.onnx")["MatMulNBits"] == 2 * 4 + 1
 
 
@@ -243,3 +243,18 @@ def test_overwrite_removes_an_earlier_exports_files(exported, tmp_path, tiny_mod
     assert not any((out / n).exists() for n in ("model_int8.onnx", "model_int4.onnx", "decode_int4.onnx"))
     assert json.loads((out / "decode.json").read_text())["files"] == {"fp32": "decode_fp32.onnx"}
     assert (out / "model.onnx").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_decode_graph_that_fails_the_gate_is_not_written(tmp_path, tiny_model_dir):
+    from export.gate import GateSettings
+    from export.pipeline import export_model
+
+    settings = GateSettings(greedy_tokens=8, eval_tokens=64,
+                            max_ppl_increase={"int8": 0.01, "int4": -1.0})  # int4 cannot pass
+    result = export_model(tiny_model_dir, tmp_path / "o", (), settings=settings, log=lambda _: None,
+                          decode=("int4",), int4_block_size=16)
+    assert not result.passed
+    assert [c.name for c in result.gate.failures] == ["decode int4 perplexity increase"]
+    assert not (tmp_path / "o" / "decode_int4.onnx").exists()
+    manifest = json.loads((tmp_path / "o" / "decode.json").read_text())
+    assert manifest["files"] == {"fp32": "decode_fp32.onnx"} and manifest["default"] == "fp32"

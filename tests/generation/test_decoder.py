@@ -93,6 +93,25 @@ def test_copy_and_move_carry_a_slot(engine):
     assert cache.lengths.tolist() == [cache.lengths[0], 0, 0]
 
 
+@pytest.mark.parametrize("precision", DECODE_PRECISIONS)
+def test_a_reused_slot_ignores_what_its_last_occupant_left(runners, precision):
+    """A cleared slot keeps the old keys/values past its new length; they must not leak."""
+    runner = runners[precision]
+    short, long = [3, 14, 15], list(range(40, 70))
+    used = runner.new_cache(2, 64)
+    runner.prefill(used, 0, [9, 9])
+    runner.prefill(used, 1, long)
+    runner.step(used, np.array([1, 2]))
+    used.clear(1)
+    runner.prefill(used, 1, short)
+    fresh = runner.new_cache(2, 64)
+    runner.prefill(fresh, 0, [9, 9])
+    runner.step(fresh, np.array([1]))
+    runner.prefill(fresh, 1, short)
+    for _ in range(3):
+        assert np.array_equal(runner.step(used, np.array([4, 5])), runner.step(fresh, np.array([4, 5])))
+
+
 def test_step_reuses_its_buffers(engine):
     """No per-step allocation: the logits of every step land in the same buffer."""
     runner = engine._runner

@@ -154,4 +154,4 @@ def test_demo_model_rows_equal_their_solo_runs(demo_stops):
     engine = Engine.load(demo_stops, provider="cpu")  # its default precision
     assert engine.info["graph"] == "decode", "demo_model/ has no decode graph"
     check_side_by_side(engine, SIDE_BY_SIDE)
-    check_mixed(engine, MIXED)
+    check_mixed(engine, MIXED // 2)  # the tiny model covers the runner at every precision
