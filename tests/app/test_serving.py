@@ -85,8 +85,8 @@ def test_a_cancelled_request_frees_its_rows(model, solo, tmp_path):
     proc, url = start_faulty(model, tmp_path, SLOW_STEP_S="0.02")
     try:
         client = Client(url, verbose=False)
-        job = client.submit(PROMPTS[0], solo.context_size - 40, 0.8, 40, 0.9, 0, api_name="/generate")
-        wait_for(lambda: stats(url)["rows"] == 3)
+        job = client.submit(PROMPTS[0], min(500, solo.context_size - 40), 0.8, 40, 0.9, 0, api_name="/generate")
+        wait_for(lambda: stats(url)["rows"] > 0)  # some rows may end early (EOS)
         cancelled = time.monotonic()
         job.cancel()
         wait_for(lambda: stats(url)["rows"] == 0, timeout=5)
@@ -101,14 +101,15 @@ def test_a_cancelled_request_frees_its_rows(model, solo, tmp_path):
 def test_a_full_queue_answers_busy_at_once(model, solo, tmp_path):
     proc, url = start_faulty(model, tmp_path, MAX_ROWS="3", QUEUE_SIZE="1", SLOW_STEP_S="0.03")
     try:
-        holder = Client(url, verbose=False).submit(PROMPTS[0], solo.context_size - 40, 0.8, 40, 0.9, 0,
+        holder = Client(url, verbose=False).submit(PROMPTS[0], min(500, solo.context_size - 40), 0.8, 40, 0.9, 0,
                                                    api_name="/generate")
-        wait_for(lambda: stats(url)["rows"] == 3)
+        # While the holder keeps any row (its rows may end early), a 3-row request cannot start.
+        wait_for(lambda: stats(url)["rows"] > 0)
 
         def ask(i: int) -> tuple[str, float]:
             start = time.perf_counter()
             try:
-                Client(url, verbose=False).predict(PROMPTS[i % 4], 4, api_name="/greedy")
+                Client(url, verbose=False).predict(PROMPTS[i % 4], 4, 0.8, 40, 0.9, i, api_name="/generate")
                 return "served", time.perf_counter() - start
             except AppError as err:
                 assert "busy" in str(err).lower(), err
