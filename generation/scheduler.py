@@ -194,7 +194,7 @@ class Scheduler:
         # Chunk boundaries depend on the request alone (a row's numbers must not depend on
         # its neighbours); the budget only decides how many chunks run this step. Shortest
         # remaining prompt first, so a new short request starts within a step.
-        budget = self.chunk if self.slots else float("inf")
+        budget = self.chunk if self.slots and self.chunk else float("inf")
         joined = []
         for req in sorted(self.prefilling, key=lambda r: len(r.prepared.ids) - r.prefilled):
             while budget > 0 and req.prefilled < len(req.prepared.ids):
