@@ -21,14 +21,23 @@ import gradio as gr
 
 from generation import Engine, SamplingParams
 from generation.params import prompt_problems
+from generation.scheduler import Busy, Scheduler
 
 HERE = Path(__file__).resolve().parent
 MODEL_ID = os.environ.get("MODEL_ID", str(HERE / "demo_model"))
 PRECISION = os.environ.get("PRECISION") or None  # fp32 | int8 | int4; None: int8 when present
 PROVIDER = os.environ.get("PROVIDER") or None  # cpu | cuda; None: CUDA only where it works
-# Each request runs one batched forward per step that uses every core, so more parallel
-# requests than cores only add latency; the queue holds the rest, up to QUEUE_SIZE.
-CONCURRENCY = int(os.environ.get("CONCURRENCY", str(os.cpu_count() or 1)))
+# Serving: "batched" (default) decodes every request's rows in one loop, one batched forward
+# per step (generation/scheduler.py); "per-request" runs each request's own batch, CONCURRENCY
+# (default: the CPU cores) at a time, as before (kept to compare the two: bench/serve.py).
+SERVING = os.environ.get("SERVING", "batched")
+MAX_ROWS = int(os.environ.get("MAX_ROWS", "48"))  # rows decoding at once (a /generate is 3)
+# Memory for the rows' caches (every row at full context), which caps the rows in flight;
+# unset: a quarter of the machine's memory.
+CACHE_MEMORY_MB = float(os.environ["CACHE_MEMORY_MB"]) if os.environ.get("CACHE_MEMORY_MB") else None
+PREFILL_CHUNK = int(os.environ.get("PREFILL_CHUNK", "64"))  # prompt tokens per step while others decode
+STREAM_INTERVAL_S = float(os.environ.get("STREAM_INTERVAL_S", "0.03"))  # updates merged within this
+CONCURRENCY = int(os.environ.get("CONCURRENCY", str(os.cpu_count() or 1)))  # per-request mode only
 QUEUE_SIZE = int(os.environ.get("QUEUE_SIZE", "64"))
 REQUEST_TIME_LIMIT_S = float(os.environ.get("REQUEST_TIME_LIMIT_S", "120"))
 MAX_NEW_TOKENS = 512
@@ -90,12 +99,52 @@ def check_request(
         raise rejected("Cannot generate: " + "; ".join(problems) + ".")
 
 
+_SCHEDULERS: dict[int, Scheduler] = {}
+
+
+def scheduler_of(engine: Engine) -> Scheduler | None:
+    """The engine's scheduler in batched serving (made on first use); None per request."""
+    if SERVING == "per-request":
+        return None
+    if id(engine) not in _SCHEDULERS:
+        _SCHEDULERS[id(engine)] = Scheduler(
+            engine, max_rows=MAX_ROWS, cache_mb=CACHE_MEMORY_MB, queue_size=QUEUE_SIZE,
+            time_limit_s=REQUEST_TIME_LIMIT_S, prefill_chunk=PREFILL_CHUNK)
+    return _SCHEDULERS[id(engine)]
+
+
 def stream_rows(engine: Engine, prompt: str, params: Sequence[SamplingParams], max_new_tokens: int):
-    """engine.stream with the demo's rules: engine errors as gr.Error, a time cap per request.
+    """The request's updates with the demo's rules: errors as gr.Error, a time cap per request.
 
     Raises:
-        gr.Error: when the engine refuses the settings (e.g. min-p outside [0, 1]).
+        gr.Error: when the engine refuses the settings (e.g. min-p outside [0, 1]), the server
+            is busy, or the engine failed on this request.
     """
+    scheduler = scheduler_of(engine)
+    if scheduler is None:
+        yield from _stream_alone(engine, prompt, params, max_new_tokens)
+        return
+    try:
+        handle = scheduler.submit(prompt, params, int(max_new_tokens))
+    except Busy as err:
+        raise rejected(f"Busy: {err}.") from err
+    except ValueError as err:
+        raise rejected(f"Cannot generate: {err}") from err
+    if handle.prompt_truncated:
+        gr.Warning(f"The prompt was cut: its first {handle.prompt_truncated} tokens do not fit the context.")
+    try:
+        # Merged updates: each costs Gradio ~4 ms of CPU, more than a decoding step. The interval
+        # grows with the requests streaming (16 ms each) so that Gradio keeps to about a
+        # quarter of one core whatever the load, and the cores go to the model.
+        yield from handle.updates(lambda: max(STREAM_INTERVAL_S, 0.016 * len(scheduler.running)))
+    except Exception as err:  # noqa: BLE001 - the engine failed on this request only
+        raise gr.Error(f"Generation failed: {err}") from err
+    if handle.timed_out:
+        gr.Warning(f"Stopped at the {REQUEST_TIME_LIMIT_S:.0f} s limit per request.")
+
+
+def _stream_alone(engine: Engine, prompt: str, params: Sequence[SamplingParams], max_new_tokens: int):
+    """Per-request serving: the request runs its own batch on the shared session."""
     deadline = time.monotonic() + REQUEST_TIME_LIMIT_S
     try:
         for step, update in enumerate(engine.stream(prompt, params, int(max_new_tokens))):
@@ -303,6 +352,18 @@ def _api_endpoints(engine: Engine) -> None:
     ]:
         trigger.click(partial(fn, engine), inputs, outputs, api_name=fn.__name__,
                       api_description=fn.__doc__, show_progress="hidden")
+    stats = gr.JSON(visible=False)
+    trigger.click(partial(serving_stats, engine), None, stats, api_name="serving_stats",
+                  api_visibility="undocumented", show_progress="hidden")
+
+
+def serving_stats(engine: Engine) -> dict:
+    """The scheduler's counters (rows in flight, requests queued...) and the server's RSS."""
+    scheduler = scheduler_of(engine)
+    stats = {"serving": SERVING, **(scheduler.stats() if scheduler else {})}
+    with open("/proc/self/status") as status:
+        rss = next((line.split()[1] for line in status if line.startswith("VmRSS:")), "0")
+    return {**stats, "rss_mib": int(rss) / 1024}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -329,8 +390,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"app.py: serving {engine.info}", flush=True)
     demo = build_demo(engine)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+    threads = 40
+    if scheduler_of(engine) is None:
+        demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    else:
+        # Handlers only wait on their request's stream: let every request in flight or waiting
+        # hold one; the scheduler bounds the work and answers "busy" beyond QUEUE_SIZE.
+        demo.queue(max_size=None, default_concurrency_limit=None)
+        threads = MAX_ROWS + QUEUE_SIZE + 8
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_threads=threads,
                 theme=gr.themes.Soft(), css=CSS, footer_links=["api"],
                 max_file_size=MAX_UPLOAD_BYTES)
     return 0

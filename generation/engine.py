@@ -6,16 +6,24 @@ import numbers
 import os
 import time
 from collections.abc import Iterator, Sequence
-
-import numpy as np
+from dataclasses import dataclass
 
 from .decoder import DecodeRunner
 from .model import ModelConfig, load_tokenizer, read_config, resolve
 from .params import RowResult, SamplingParams, StepUpdate, prompt_problems
-from .rows import RowState
 from .runner import Runner, create_session, map_io
-from .sampler import select_next
 from .score import ScoreResult, score_tokens
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request: prompt ids (cut from the left to fit), params, and when it started."""
+
+    ids: list[int]
+    params: list[SamplingParams]
+    max_new_tokens: int
+    truncated: int
+    start: float
 
 
 class Engine:
@@ -101,6 +109,21 @@ class Engine:
         return self._config.eos_ids
 
     @property
+    def vocab_size(self) -> int:
+        """Rows of the logits (the model's vocabulary, which may exceed the tokenizer's)."""
+        return self._config.vocab_size
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the model (heads × head_dim), which sizes the cache of a row."""
+        return self._config.hidden
+
+    @property
+    def runner(self) -> Runner:
+        """The session and its cache operations (what a scheduler drives)."""
+        return self._runner
+
+    @property
     def tokenizer(self):
         """The `tokenizers.Tokenizer` of the model."""
         return self._tokenizer
@@ -161,15 +184,7 @@ class Engine:
             ValueError: (at once, before any work) an empty prompt, no params, bad params or a
                 bad max_new_tokens, listing every problem.
         """
-        start = time.perf_counter()  # the request's clock includes tokenization
-        issues = prompt_problems(prompt)
-        ids = self.encode(prompt) if not issues else []
-        if not issues and not ids:
-            issues.append("prompt produced no tokens")
-        if ids and max(ids) >= self._config.vocab_size:
-            issues.append("the tokenizer produced ids beyond the model's vocabulary")
-        params = self._check(issues, params, max_new_tokens)
-        return self._decode(ids, params, max_new_tokens, start)
+        return self._run(self.prepare(prompt, params, max_new_tokens))
 
     def stream_tokens(self, token_ids: Sequence[int], params: Sequence[SamplingParams],
                       max_new_tokens: int = 64) -> Iterator[StepUpdate]:
@@ -178,11 +193,43 @@ class Engine:
         Raises:
             ValueError: empty or out-of-vocabulary ids, or any problem `stream` reports.
         """
-        ids = [int(t) for t in token_ids] if _all_ints(token_ids) else []
-        issues = [] if ids and min(ids) >= 0 and max(ids) < self._config.vocab_size else [
-            f"token_ids must be a non-empty list of ids in [0, {self._config.vocab_size})"]
-        params = self._check(issues, params, max_new_tokens)
-        return self._decode(ids, params, max_new_tokens, time.perf_counter())
+        ids = [] if token_ids is None else token_ids  # None is bad ids here, not "no ids"
+        return self._run(self.prepare(None, params, max_new_tokens, ids))
+
+    def prepare(self, prompt: str | None, params: Sequence[SamplingParams], max_new_tokens: int = 64,
+                token_ids: Sequence[int] | None = None) -> Prepared:
+        """Check a request and turn it into what a decoding loop runs (see `stream`).
+
+        Args:
+            prompt: the text to continue, or None when `token_ids` is given.
+            params, max_new_tokens: as for `stream`.
+            token_ids: the prompt as token ids (instead of `prompt`).
+
+        Returns:
+            The prompt ids cut to fit the context, the params, and the request's start time.
+
+        Raises:
+            ValueError: any problem `stream` or `stream_tokens` reports.
+        """
+        start = time.perf_counter()  # the request's clock includes tokenization
+        ids, params = self._validated(prompt, token_ids, params, max_new_tokens)
+        truncated = max(0, len(ids) - (self.context_size - max_new_tokens))
+        return Prepared(ids[truncated:], params, max_new_tokens, truncated, start)
+
+    def _validated(self, prompt, token_ids, params, max_new_tokens) -> tuple[list[int], list[SamplingParams]]:
+        """The prompt's ids and the params as a list; raises ValueError listing every problem."""
+        if token_ids is None:
+            issues = prompt_problems(prompt)
+            ids = self.encode(prompt) if not issues else []
+            if not issues and not ids:
+                issues.append("prompt produced no tokens")
+            if ids and max(ids) >= self._config.vocab_size:
+                issues.append("the tokenizer produced ids beyond the model's vocabulary")
+        else:
+            ids = [int(t) for t in token_ids] if _all_ints(token_ids) else []
+            issues = [] if ids and min(ids) >= 0 and max(ids) < self._config.vocab_size else [
+                f"token_ids must be a non-empty list of ids in [0, {self._config.vocab_size})"]
+        return ids, self._check(issues, params, max_new_tokens)
 
     def _check(self, issues: list[str], params, max_new_tokens) -> list[SamplingParams]:
         """Add the problems of params and max_new_tokens to `issues`; raise if there are any."""
@@ -203,52 +250,17 @@ class Engine:
             raise ValueError("\n".join(issues))
         return params
 
-    def _decode(self, ids: list[int], params: list[SamplingParams], max_new_tokens: int,
-                start: float) -> Iterator[StepUpdate]:
-        truncated = max(0, len(ids) - (self.context_size - max_new_tokens))
-        ids = ids[truncated:]
-        rows = [RowState(p, ids, self._tokenizer, self._config.vocab_size) for p in params]
-        results = [r.result for r in rows]
-        eos = set(self.eos_ids)
+    def _run(self, prepared: Prepared) -> Iterator[StepUpdate]:
+        """Decode one request as a batch of one in a scheduler of its own (the app's loop, sized
+        to this request: its rows, its prompt + max_new_tokens)."""
+        from .scheduler import Scheduler  # the scheduler drives an Engine: imported late
 
-        runner = self._runner
-        cache = runner.new_cache(len(rows), len(ids) + max_new_tokens)
-        logits = runner.prefill(cache, 0, ids)
-        # Every row starts from the same prompt: copy its cache rather than recompute it.
-        for slot in range(1, len(rows)):
-            cache.copy(0, slot)
-        logits = np.repeat(logits, len(rows), axis=0)
-        active = list(range(len(rows)))  # the row in each slot; slots 0..len(active)-1 run
-        for step in range(max_new_tokens):
-            batch = [rows[i] for i in active]
-            tokens, probs = select_next(logits, [r.params for r in batch], [r.rng for r in batch],
-                                        [r.seen for r in batch])
-            now = time.perf_counter() - start
-            deltas = [""] * len(rows)
-            for j, i in enumerate(active):
-                deltas[i] = rows[i].accept(int(tokens[j]), float(probs[j]), now, eos,
-                                           step == max_new_tokens - 1)
-            yield StepUpdate(deltas=deltas, rows=results, prompt_truncated=truncated)
-            _compact(cache, active, tokens, [results[i].finished for i in active])
-            if not active:
-                return
-            logits = runner.step(cache, tokens[:len(active)])
-
-
-def _compact(cache, active: list[int], tokens: np.ndarray, finished: list[bool]) -> None:
-    """Free the slots of finished rows, moving the last running slot into each gap, so the
-    running rows stay in slots 0..B-1 (a finished row would cost a full row of work per step).
-    `active` and `tokens` are updated to the new slot order."""
-    slot = 0
-    while slot < len(active):
-        if finished[slot]:
-            last = len(active) - 1
-            cache.move(last, slot)  # one row's cache copied, once per finished row
-            active[slot], tokens[slot], finished[slot] = active[last], tokens[last], finished[last]
-            active.pop()
-            finished.pop()
-        else:
-            slot += 1
+        scheduler = Scheduler(self, max_rows=len(prepared.params), queue_size=1, time_limit_s=None,
+                              capacity=len(prepared.ids) + prepared.max_new_tokens)
+        try:
+            yield from scheduler.enqueue(prepared)
+        finally:
+            scheduler.close()
 
 
 def _all_ints(values) -> bool:

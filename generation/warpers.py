@@ -192,6 +192,39 @@ def first_crossing(weights: np.ndarray, target: float, side: str = "left") -> in
     return b * _BLOCK + min(j, len(block) - 1)  # j == len only by rounding at the block's end
 
 
+def first_crossing_rows(weights: np.ndarray, targets: np.ndarray, side: str = "left") -> np.ndarray:
+    """`first_crossing` of every row of `weights` [rows, n] with its own target, at once.
+
+    The same block sums and running sums as `first_crossing`, taken along the last axis (numpy
+    reduces each row of a contiguous 2-D array as it reduces a 1-D one), so each row gets the
+    same index; a running sum is non-decreasing, so "first index reaching the target" is the
+    count of entries below it.
+    """
+    rows, n = weights.shape
+    t = np.asarray(targets, dtype=np.float64)[:, None]
+    below = np.less if side == "left" else np.less_equal
+    if n <= 4 * _BLOCK:
+        return below(np.cumsum(weights, axis=-1, dtype=np.float64), t).sum(axis=-1)
+    full = n - n % _BLOCK
+    sums = weights[:, :full].reshape(rows, -1, _BLOCK).sum(axis=-1, dtype=np.float64)
+    if full < n:
+        sums = np.concatenate([sums, weights[:, full:].sum(axis=-1, dtype=np.float64)[:, None]], axis=1)
+    cum = np.cumsum(sums, axis=-1)
+    b = below(cum, t).sum(axis=-1)
+    out = np.full(rows, n, dtype=np.int64)
+    inside = np.flatnonzero(b < cum.shape[1])
+    if len(inside):
+        bi = b[inside]
+        before = np.where(bi > 0, cum[inside, np.maximum(bi - 1, 0)], 0.0)
+        # Each row's block, padded with zeros past the end (zeros leave a running sum as it is).
+        idx = bi[:, None] * _BLOCK + np.arange(_BLOCK)
+        block = np.where(idx < n, weights[inside[:, None], np.minimum(idx, n - 1)], 0)
+        j = below(np.cumsum(block, axis=-1, dtype=np.float64), (t[inside, 0] - before)[:, None]).sum(axis=-1)
+        length = np.minimum(_BLOCK, n - bi * _BLOCK)
+        out[inside] = bi * _BLOCK + np.minimum(j, length - 1)
+    return out
+
+
 def _keep_at_least(logits: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
     """-inf wherever a logit is below its row's threshold (the row maximum always stays)."""
     thr = np.asarray(thresholds, dtype=np.float64)

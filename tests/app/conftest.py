@@ -6,18 +6,14 @@ export, so these tests pass before and after the demo model is committed.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bench._server import start_app, stop_app
 from tests.conftest import REPO_ROOT
 
 DEMO_MODEL = REPO_ROOT / "demo_model"
@@ -28,12 +24,6 @@ class Server:
     url: str
     model: Path
     log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def demo_model_ready() -> bool:
@@ -54,34 +44,11 @@ def start_server(model: Path, log: Path, **env: str) -> tuple[subprocess.Popen, 
     Returns:
         (the process, its URL).
     """
-    port = free_port()
-    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **env}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "app.py"), "--model", str(model),
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url + "config", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"app.py did not answer within 180 s:\n{log.read_text()}")
+    return start_app(model, log, **env)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_app(proc)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The serving limits: beyond the bounded queue a request is refused with a clear "queue is
+"""The serving limits of the per-request mode (SERVING=per-request; the batched mode's are in
+test_serving.py): beyond Gradio's bounded queue a request is refused with a clear "queue is
 full" message, and a request stops at the per-request time cap."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from tests.app.conftest import start_server, stop_server
 @pytest.mark.slow
 def test_a_full_queue_turns_requests_away_and_recovers(app_model_dir, engine, tmp_path):
     proc, url = start_server(app_model_dir, tmp_path / "server.log",
-                             CONCURRENCY="1", QUEUE_SIZE="1", REQUEST_TIME_LIMIT_S="0.3")
+                             SERVING="per-request", CONCURRENCY="1", QUEUE_SIZE="1",
+                             REQUEST_TIME_LIMIT_S="0.3")
     try:
         def ask(_: int) -> str:
             client = Client(url, verbose=False)

@@ -1,0 +1,164 @@
+"""Batched serving through a real server: many users share the decoding loop and each gets
+its solo result; cancelled requests free their rows; a full queue answers "busy" at once; an
+engine error stays in its request; memory does not creep."""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from bench._server import start_app, stop_app
+from generation import Engine
+from tests.app.conftest import DEMO_MODEL
+from tests.app.test_api import reference
+from tests.generation.conftest import decode_dir  # noqa: F401 - a fixture used below
+
+PROMPTS = ["We study the problem of", "Graph neural networks are", "In this paper we show",
+           "Deep learning methods for"]
+
+
+@pytest.fixture(scope="module")
+def model(request) -> Path:
+    """The bundled demo model once it has a decode graph, else the tiny model's decode graphs."""
+    if (DEMO_MODEL / "decode.json").is_file():
+        return DEMO_MODEL
+    return request.getfixturevalue("decode_dir")
+
+
+@pytest.fixture(scope="module")
+def solo(model) -> Engine:
+    return Engine.load(model)
+
+
+@pytest.fixture(scope="module")
+def server(model, tmp_path_factory):
+    proc, url = start_app(model, tmp_path_factory.mktemp("serving") / "server.log")
+    yield url
+    stop_app(proc)
+
+
+def start_faulty(model: Path, tmp_path: Path, **env: str):
+    """The demo with the faults of faulty_app.py."""
+    script = Path(__file__).with_name("faulty_app.py")
+    return start_app(model, tmp_path / "server.log", argv=[sys.executable, str(script)],
+                     PYTHONPATH=str(Path(__file__).resolve().parents[2]), **env)
+
+
+def stats(url: str) -> dict:
+    return Client(url, verbose=False).predict(api_name="/serving_stats")
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_32_users_each_get_their_solo_result(server, solo):
+    n = 24
+    expected = {(p, s): reference(solo, 0.9, 20, 0.95, s, prompt=p, n=n) for p in PROMPTS for s in (0, 1)}
+    assert stats(server)["serving"] == "batched"
+
+    def user(index: int) -> list[bool]:
+        client = Client(server, verbose=False)
+        prompt = PROMPTS[index % len(PROMPTS)]
+        return [tuple(client.predict(prompt, n, 0.9, 20, 0.95, seed, api_name="/generate"))
+                == expected[(prompt, seed)] for seed in (0, 1)]
+
+    with ThreadPoolExecutor(32) as pool:
+        results = [ok for oks in pool.map(user, range(32)) for ok in oks]
+    assert len(results) == 64 and all(results)
+    assert stats(server)["rows_peak"] > 3  # requests really shared the loop
+
+
+@pytest.mark.slow
+def test_a_cancelled_request_frees_its_rows(model, solo, tmp_path):
+    # Each step slowed to 20 ms: left alone the request would run for seconds.
+    proc, url = start_faulty(model, tmp_path, SLOW_STEP_S="0.02")
+    try:
+        client = Client(url, verbose=False)
+        job = client.submit(PROMPTS[0], min(500, solo.context_size - 40), 0.8, 40, 0.9, 0, api_name="/generate")
+        wait_for(lambda: stats(url)["rows"] > 0)  # some rows may end early (EOS)
+        cancelled = time.monotonic()
+        job.cancel()
+        wait_for(lambda: stats(url)["rows"] == 0, timeout=5)
+        assert time.monotonic() - cancelled < 2.0
+        assert tuple(client.predict(PROMPTS[1], 8, 0.8, 40, 0.9, 3, api_name="/generate")) == \
+            reference(solo, 0.8, 40, 0.9, 3, prompt=PROMPTS[1], n=8)
+    finally:
+        stop_app(proc)
+
+
+@pytest.mark.slow
+def test_a_full_queue_answers_busy_at_once(model, solo, tmp_path):
+    proc, url = start_faulty(model, tmp_path, MAX_ROWS="3", QUEUE_SIZE="1", SLOW_STEP_S="0.03")
+    try:
+        holder = Client(url, verbose=False).submit(PROMPTS[0], min(500, solo.context_size - 40), 0.8, 40, 0.9, 0,
+                                                   api_name="/generate")
+        # While the holder keeps any row (its rows may end early), a 3-row request cannot start.
+        wait_for(lambda: stats(url)["rows"] > 0)
+
+        def ask(i: int) -> tuple[str, float]:
+            start = time.perf_counter()
+            try:
+                Client(url, verbose=False).predict(PROMPTS[i % 4], 4, 0.8, 40, 0.9, i, api_name="/generate")
+                return "served", time.perf_counter() - start
+            except AppError as err:
+                assert "busy" in str(err).lower(), err
+                return "busy", time.perf_counter() - start
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(ask, i) for i in range(4)]
+            wait_for(lambda: sum(f.done() for f in futures) >= 3)  # one waits behind the holder
+            holder.cancel()
+            outcomes = [f.result() for f in futures]
+        busy = [t for what, t in outcomes if what == "busy"]
+        assert len(busy) == 3 and max(busy) < 5, outcomes
+        assert Client(url, verbose=False).predict(PROMPTS[1], 4, api_name="/greedy")
+    finally:
+        stop_app(proc)
+
+
+@pytest.mark.slow
+def test_an_engine_error_reaches_only_its_request(model, solo, tmp_path):
+    proc, url = start_faulty(model, tmp_path)
+
+    def ask(seed: int):
+        try:
+            return Client(url, verbose=False).predict(PROMPTS[seed % 4], 16, 0.8, 40, 0.9, seed,
+                                                      api_name="/generate")
+        except AppError as err:
+            return err
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            outs = dict(zip((1, 666, 2, 3), pool.map(ask, (1, 666, 2, 3)), strict=True))
+        assert isinstance(outs[666], AppError) and "injected engine fault" in str(outs[666])
+        for seed in (1, 2, 3):
+            assert tuple(outs[seed]) == reference(solo, 0.8, 40, 0.9, seed, prompt=PROMPTS[seed % 4], n=16)
+    finally:
+        stop_app(proc)
+
+
+@pytest.mark.slow
+def test_memory_does_not_creep(server):
+    def user(index: int, count: int) -> None:
+        client = Client(server, verbose=False)
+        for r in range(count):
+            client.predict(PROMPTS[(index + r) % 4], 8, 0.8, 40, 0.9, r, api_name="/generate")
+
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(user, range(10), [5] * 10))
+    after_50 = stats(server)["rss_mib"]
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(user, range(10), [25] * 10))
+    after_300 = stats(server)["rss_mib"]
+    assert after_300 <= 1.10 * after_50, (after_50, after_300)

@@ -1,0 +1,61 @@
+"""select_next warps and draws all rows at once; each row must get exactly the token that the
+per-row path (`warp` then argmax or `sample`, with the row's own generator) gives it alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generation.params import SamplingParams
+from generation.sampler import sample, select_next, warp
+from generation.warpers import first_crossing, first_crossing_rows
+
+
+def random_params(rng: np.random.Generator, seed: int) -> SamplingParams:
+    return SamplingParams(
+        temperature=float(rng.choice([0.0, 0.0, 0.7, 1.0, 1.5, 1e-30])),
+        top_k=int(rng.choice([0, 0, 1, 5, 40])),
+        top_p=float(rng.choice([1.0, 1.0, 0.9, 0.5, 1e-6])),
+        min_p=float(rng.choice([0.0, 0.0, 0.05, 0.3])),
+        repetition_penalty=float(rng.choice([1.0, 1.0, 1.3, 0.8])),
+        seed=seed)
+
+
+def one_by_one(logits, params, seeds, seen):
+    tokens = []
+    for i, p in enumerate(params):
+        x = warp(logits[i:i + 1], p, seen[i][None])[0]
+        tokens.append(int(x.argmax()) if p.greedy else sample(x, np.random.default_rng(seeds[i])))
+    return tokens
+
+
+@pytest.mark.parametrize("vocab", [50, 700, 8192, 50257])
+def test_every_row_draws_what_it_draws_alone(vocab):
+    rng = np.random.default_rng(vocab)
+    for trial in range(40 if vocab < 50000 else 6):
+        rows = int(rng.integers(1, 20))
+        scale = rng.choice([0.5, 3.0, 12.0])  # flat to peaked distributions
+        logits = (rng.standard_normal((rows, vocab)) * scale).astype(np.float32)
+        if trial % 5 == 0:
+            logits[:, : vocab // 3] = logits[:, :1]  # exact ties
+        seen = rng.random((rows, vocab)) < 0.05
+        seeds = [int(s) for s in rng.integers(0, 2**31, rows)]
+        params = [random_params(rng, s) for s in seeds]
+        tokens, probs = select_next(logits, params, [np.random.default_rng(s) for s in seeds], list(seen))
+        assert tokens.tolist() == one_by_one(logits, params, seeds, seen), (trial, params)
+        top = logits.max(axis=-1)
+        expected = np.exp(logits[np.arange(rows), tokens].astype(np.float64) - top) / \
+            np.exp(logits - top[:, None]).sum(axis=-1, dtype=np.float64)
+        np.testing.assert_allclose(probs, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [7, 1024, 1025, 4096, 8192, 50257])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_first_crossing_rows_equals_first_crossing(n, side):
+    rng = np.random.default_rng(n)
+    weights = rng.random((9, n)).astype(np.float32) ** 8
+    weights[2, n // 2:] = 0
+    totals = weights.sum(axis=-1, dtype=np.float64)
+    targets = totals * np.array([0, 1e-9, 0.1, 0.5, 0.9, 0.999999, 1.0, 1.5, 0.3])
+    expected = [first_crossing(w, t, side) for w, t in zip(weights, targets, strict=True)]
+    assert first_crossing_rows(weights, targets, side).tolist() == expected
