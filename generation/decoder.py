@@ -8,7 +8,7 @@ output. So the cache is plain numpy memory, allocated once per batch as
 slots 0..B-1: nothing is copied or reallocated per step. Each slot has its own length, so rows
 of one batch may hold different numbers of tokens.
 
-Window caches (`python -m export --window-cache`, decode.json's `window_cache`): a local layer's
+Window caches (`python -m export`'s default, decode.json's `window_cache`): a local layer's
 cache input has a fixed length, its window W, and GQA (`sliding_window_cache=1`) keeps there the
 slot's last min(length, W) tokens in order, oldest first, shifting older ones out (measured on
 onnxruntime 1.31.1: step by step, prompts and chunks longer than W, chunks on top of a slot
@@ -107,7 +107,8 @@ class SlotCache:
         n = int(self.lengths[src])
         if src != dst:
             for a in self.arrays:
-                # A window cache past its window is full: the whole buffer is the slot's state.
+                # A window cache past its window is full: the whole buffer is the slot's state
+                # (so this holds whatever order the kernel keeps the window in).
                 a[dst, :, :n] = a[src, :, :n]
         self.lengths[dst] = n
 
