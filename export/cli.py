@@ -72,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--int8-block-size", type=int, default=128,
                    help="MatMulNBits block size of decode_int8.onnx (power of two >= 16; 128: "
                         "as accurate as 32 on the demo model and ~15%% less CPU a step at 125M)")
-    q.add_argument("--window-cache", action="store_true",
+    q.add_argument("--window-cache", action=argparse.BooleanOptionalAction, default=True,
                    help="decode graphs whose local-attention layers keep only their window in the "
                         "cache (GQA sliding_window_cache; decode.json says window_cache): less "
-                        "memory, faster long contexts; the engine must size each layer's cache from "
-                        "the graph's past_key input")
+                        "memory, faster long contexts (default); --no-window-cache: every layer's "
+                        "cache as long as the slot")
     q.add_argument("--int4-embeddings", action="store_true",
                    help="also quantize the embedding tables to 4 bits in model_int4.onnx "
                         "(GatherBlockQuantized): a much smaller file, checked by the same gate")

@@ -87,7 +87,7 @@ def export_model(
     decode: Sequence[str] | None = ("int8", "int4"),
     int8_block_size: int = DEFAULT_INT8_BLOCK,
     checkpoint: tuple | None = None,
-    window_cache: bool = False,
+    window_cache: bool = True,
 ) -> ExportResult:
     """Export, quantize and validate a Hugging Face causal LM directory.
 

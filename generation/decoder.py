@@ -8,6 +8,13 @@ output. So the cache is plain numpy memory, allocated once per batch as
 slots 0..B-1: nothing is copied or reallocated per step. Each slot has its own length, so rows
 of one batch may hold different numbers of tokens.
 
+Window caches (`python -m export`'s default, decode.json's `window_cache`): a local layer's
+cache input has a fixed length, its window W, and GQA (`sliding_window_cache=1`) keeps there the
+slot's last min(length, W) tokens in order, oldest first, shifting older ones out (measured on
+onnxruntime 1.31.1: step by step, prompts and chunks longer than W, chunks on top of a slot
+already past W, rows of different lengths: all match windowed attention). So those layers never
+limit a slot's length; the growing ("capacity") layers do.
+
 Batch invariance: a row's logits are bitwise the same whatever other slots run beside it (the
 graph is built for it: fp32 and 8-bit kernels work row by row, and 4-bit matmuls are padded to
 ≥ 2 rows). So a slot's text never depends on its neighbours.
@@ -37,7 +44,9 @@ class DecodeIO:
     present: tuple[str, ...]
     heads: int
     head_dim: int
-    capacity: tuple[int | None, ...]  # per cache input: a fixed length, or None (any)
+    # Per cache input: a fixed length (a window cache: the layer's last W tokens), or None (a
+    # growing cache, as long as the slot).
+    capacity: tuple[int | None, ...]
     vocab_size: int
 
 
@@ -76,14 +85,16 @@ class SlotCache:
 
     Attributes:
         arrays: per cache input of the graph (layer 0 key, layer 0 value, ...), float32
-            [rows, heads, capacity, head_dim].
+            [rows, heads, capacity, head_dim], or [rows, heads, window, head_dim] for a window
+            cache (holding a slot's last min(length, window) tokens, oldest first).
         lengths: int64 [rows]; slot s holds lengths[s] tokens (positions 0..lengths[s]-1).
-        rows, capacity: the slot count and the most tokens a slot can hold.
+        rows, capacity: the slot count and the most tokens a slot can hold (window caches
+            hold any number: they keep only the last window).
     """
 
     def __init__(self, io: DecodeIO, rows: int, capacity: int):
         self.rows = rows
-        self.capacity = min([capacity] + [c for c in io.capacity if c is not None])
+        self.capacity = capacity
         # Zeros, not np.empty: positions past a slot's length are masked by the graph, but
         # garbage NaNs there could still leak through a 0 * NaN.
         self.arrays = [np.zeros((rows, io.heads, c or capacity, io.head_dim), dtype=np.float32)
@@ -96,6 +107,8 @@ class SlotCache:
         n = int(self.lengths[src])
         if src != dst:
             for a in self.arrays:
+                # A window cache past its window is full: the whole buffer is the slot's state
+                # (so this holds whatever order the kernel keeps the window in).
                 a[dst, :, :n] = a[src, :, :n]
         self.lengths[dst] = n
 
@@ -135,7 +148,7 @@ class DecodeRunner:
         return len(self.io.past) // 2
 
     def new_cache(self, rows: int, capacity: int) -> SlotCache:
-        """A cache of `rows` slots of `capacity` tokens each (capped by the graph's own limit)."""
+        """A cache of `rows` slots of `capacity` tokens each (window caches at their window)."""
         if rows < 1 or capacity < 1:
             raise ValueError(f"a cache needs rows >= 1 and capacity >= 1, got {rows}, {capacity}")
         return SlotCache(self.io, rows, capacity)

@@ -71,8 +71,10 @@ def decode_facts(out: Path) -> tuple[str, str, str]:
     bits = {"int4": "4-bit", "int8": "8-bit"}.get(default)
     weights = (f"{bits} MatMulNBits weights, block {manifest['block_sizes'][default]}, the tied "
                "lm_head too; embeddings fp32" if bits else "fp32 weights")
+    cache = ("a cache updated in place (local layers keep their window only)"
+             if manifest.get("window_cache") else "a cache updated in place")
     row = (f"`{name}`, {(out / name).stat().st_size / 2**20:.1f} MiB ({weights}): GPT-Neo decode "
-           "graph with GroupQueryAttention on a cache updated in place, listed in `decode.json`")
+           f"graph with GroupQueryAttention on {cache}, listed in `decode.json`")
     quality = manifest["gate"]["quality"].get(default) if manifest.get("gate") else None
     if not quality:
         return default, row, "The bundled graph is the fp32 one: no quantization."

@@ -30,14 +30,22 @@ def test_default_is_the_fastest_that_passed():
     assert choose_default({}, ["fp32", "int8"]) == "int8"
 
 
-def test_window_cache_flag_fixes_the_local_layers_cache_length(tmp_path, tiny_model_dir):
+def cache_lengths(path) -> list:
+    """The length axis of each past_* input of a decode graph (an int, or 'capacity')."""
     import onnx
 
+    return [i.type.tensor_type.shape.dim[2].dim_value or i.type.tensor_type.shape.dim[2].dim_param
+            for i in onnx.load(str(path)).graph.input if i.name.startswith("past_")]
+
+
+def test_window_caches_by_default_and_no_window_cache_turns_them_off(exported, tmp_path, tiny_model_dir):
     from export.cli import main
 
+    _, default = exported  # `python -m export` with no cache flag
+    assert json.loads((default / "decode.json").read_text())["window_cache"] is True
+    for name in ("decode_fp32.onnx", "decode_int4.onnx"):
+        assert cache_lengths(default / name) == ["capacity"] * 2 + [8] * 2  # global, local (window 8)
     assert main(["--model", str(tiny_model_dir), "--output-dir", str(tmp_path), "--decode", "none",
-                 "--window-cache", "--greedy-tokens", "8", "--eval-tokens", "64"]) == 0
-    assert json.loads((tmp_path / "decode.json").read_text())["window_cache"] is True
-    inputs = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]
-              for i in onnx.load(str(tmp_path / "decode_fp32.onnx")).graph.input}
-    assert inputs["past_key.0"][2] == "capacity" and inputs["past_value.1"][2] == 8  # global, local
+                 "--no-window-cache", "--greedy-tokens", "8", "--eval-tokens", "64"]) == 0
+    assert json.loads((tmp_path / "decode.json").read_text())["window_cache"] is False
+    assert cache_lengths(tmp_path / "decode_fp32.onnx") == ["capacity"] * 4

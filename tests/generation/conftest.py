@@ -22,8 +22,7 @@ PROMPTS = [
 DECODE_PRECISIONS = ("fp32", "int8", "int4")
 
 
-@pytest.fixture(scope="session")
-def decode_dir(tmp_path_factory, tiny_model_dir, tiny_onnx_dir) -> Path:
+def write_decode_dir(out: Path, model_dir: Path, onnx_dir: Path, window_cache: bool) -> Path:
     """The tiny export (optimum's model.onnx) plus decode graphs at every precision and
     decode.json, written by export's own functions (without its gate, to stay fast)."""
     from export.decode_export import (
@@ -33,21 +32,40 @@ def decode_dir(tmp_path_factory, tiny_model_dir, tiny_onnx_dir) -> Path:
         write_manifest,
     )
 
-    out = tmp_path_factory.mktemp("tiny_decode")
-    for item in tiny_onnx_dir.iterdir():
+    for item in onnx_dir.iterdir():
         if item.is_file():
             shutil.copy(item, out / item.name)
-    config, weights = read_checkpoint(tiny_model_dir)
+    config, weights = read_checkpoint(model_dir)
     blocks = {"int8": 16, "int4": 16}  # the tiny model is 32 wide
-    files = write_decode_graphs(config, weights, out, DECODE_PRECISIONS, blocks)
-    write_manifest(out, decode_manifest(config, files, "int4", None, blocks))
+    files = write_decode_graphs(config, weights, out, DECODE_PRECISIONS, blocks, window_cache)
+    write_manifest(out, decode_manifest(config, files, "int4", None, blocks, window_cache))
     return out
+
+
+@pytest.fixture(scope="session")
+def decode_dir(tmp_path_factory, tiny_model_dir, tiny_onnx_dir) -> Path:
+    """Decode graphs whose caches all grow with the slot (see `write_decode_dir`)."""
+    return write_decode_dir(tmp_path_factory.mktemp("tiny_decode"), tiny_model_dir, tiny_onnx_dir,
+                            window_cache=False)
+
+
+@pytest.fixture(scope="session")
+def window_dir(tmp_path_factory, tiny_model_dir, tiny_onnx_dir) -> Path:
+    """Decode graphs whose local layer keeps only its window of 8 in the cache (--window-cache)."""
+    return write_decode_dir(tmp_path_factory.mktemp("tiny_window"), tiny_model_dir, tiny_onnx_dir,
+                            window_cache=True)
 
 
 @pytest.fixture(scope="session")
 def engine(decode_dir) -> Engine:
     """The tiny model's fp32 decode graph on the CPU."""
     return Engine.load(decode_dir, precision="fp32", provider="cpu")
+
+
+@pytest.fixture(scope="session")
+def window_engine(window_dir) -> Engine:
+    """The tiny model's fp32 window-cache decode graph on the CPU."""
+    return Engine.load(window_dir, precision="fp32", provider="cpu")
 
 
 @pytest.fixture(scope="session")

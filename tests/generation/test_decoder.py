@@ -1,4 +1,5 @@
-"""The decode graph's runner: chunked prefill, slots of different lengths, copy/move, errors."""
+"""The decode graph's runner: chunked prefill, slots of different lengths, copy/move, errors;
+on graphs with growing caches and on window-cache graphs (the local layer keeps its last 8)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import pytest
 import torch
 
 from generation import Engine
+from tests.conftest import TINY_WINDOW
 from tests.generation.conftest import DECODE_PRECISIONS, PROMPTS
+
+LAYOUTS = ("decode_dir", "window_dir")  # growing caches; window caches
+ENGINES = ("engine", "window_engine")
 
 
 @pytest.fixture(scope="module")
-def runners(decode_dir) -> dict:
-    return {p: Engine.load(decode_dir, precision=p, provider="cpu")._runner
-            for p in DECODE_PRECISIONS}
+def runners(request) -> dict:
+    """{(layout, precision): runner}"""
+    return {(d, p): Engine.load(request.getfixturevalue(d), precision=p, provider="cpu")._runner
+            for d in LAYOUTS for p in DECODE_PRECISIONS}
 
 
 def torch_logits(hf_model, ids: list[int]) -> np.ndarray:
@@ -29,8 +35,11 @@ def greedy_tokens(runner, cache, slots: list[int], first: np.ndarray, n: int) ->
     return np.array(tokens)
 
 
-def test_prefill_in_chunks_on_top_of_a_slot_matches_pytorch(engine, hf_model):
-    """A split prefill (what a scheduler does with long prompts) equals the whole prompt."""
+@pytest.mark.parametrize("which", ENGINES)
+def test_prefill_in_chunks_on_top_of_a_slot_matches_pytorch(which, request, hf_model):
+    """A split prefill (what a scheduler does with long prompts) equals the whole prompt, also
+    where a chunk crosses the window or lands on a slot already past it; so do the steps after."""
+    engine = request.getfixturevalue(which)
     runner = engine._runner
     ids = engine.encode(PROMPTS[3])
     assert len(ids) > 12  # beyond the window of 8
@@ -39,15 +48,21 @@ def test_prefill_in_chunks_on_top_of_a_slot_matches_pytorch(engine, hf_model):
     middle = runner.prefill(cache, 1, ids[3:10], keep=7)
     last = runner.prefill(cache, 1, ids[10:], keep=2)
     assert cache.lengths.tolist() == [0, len(ids)]
-    ref = torch_logits(hf_model, ids)
+    ref = torch_logits(hf_model, ids + ids[:12])
     np.testing.assert_allclose(middle, ref[3:10], atol=1e-4)
-    np.testing.assert_allclose(last, ref[-2:], atol=1e-4)
+    np.testing.assert_allclose(last, ref[len(ids) - 2:len(ids)], atol=1e-4)
+    cache.copy(1, 0)
+    steps = [runner.step(cache, np.array([t, t]))[0].copy() for t in ids[:12]]
+    np.testing.assert_allclose(steps, ref[len(ids):], atol=1e-4)
+    windowed = which == "window_engine"  # the local layer (1) holds its window, not the slot
+    assert [a.shape[2] for a in cache.arrays] == [64, 64] + [TINY_WINDOW if windowed else 64] * 2
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision", DECODE_PRECISIONS)
-def test_two_prompts_in_one_batch_each_equal_their_solo_run(runners, precision):
+def test_two_prompts_in_one_batch_each_equal_their_solo_run(runners, layout, precision):
     """Slots of different lengths step together; each slot's logits are bitwise its solo ones."""
-    runner = runners[precision]
+    runner = runners[layout, precision]
     prompts = [[5, 9, 17, 3, 60, 2, 7, 7, 11, 42, 8, 1, 99], [31, 4]]  # 13 and 2 tokens
     solo = []
     for ids in prompts:
@@ -72,31 +87,37 @@ def test_two_prompts_in_one_batch_each_equal_their_solo_run(runners, precision):
             == together[:, slot].tolist()
 
 
-def test_copy_and_move_carry_a_slot(engine):
-    """copy broadcasts a prompt; move of the last slot into a freed one continues it unchanged."""
+@pytest.mark.parametrize("which", ENGINES)
+def test_copy_and_move_carry_a_slot(which, request):
+    """copy broadcasts a prompt; move of the last slot into a freed one continues it unchanged
+    (both slots past the window: a window cache is copied whole)."""
+    engine = request.getfixturevalue(which)
     runner = engine._runner
-    ids = engine.encode(PROMPTS[1])
+    ids, other = engine.encode(PROMPTS[1]), engine.encode(PROMPTS[2])
+    assert min(len(ids), len(other)) > TINY_WINDOW
     cache = runner.new_cache(3, 64)
     first = runner.prefill(cache, 0, ids).argmax(-1)
     cache.copy(0, 1)
-    runner.prefill(cache, 2, engine.encode(PROMPTS[0]))
+    runner.prefill(cache, 2, other)
     three = runner.step(cache, np.array([first[0], first[0], 5])).copy()
     assert np.array_equal(three[0], three[1])
     cache.move(2, 0)  # slot 0 finished: slot 2 takes its place
-    assert cache.lengths.tolist() == [len(engine.encode(PROMPTS[0])) + 1, len(ids) + 1, 0]
-    moved = runner.step(cache, np.array([7, 8])).copy()
+    assert cache.lengths.tolist() == [len(other) + 1, len(ids) + 1, 0]
     ref = runner.new_cache(1, 64)
-    runner.prefill(ref, 0, engine.encode(PROMPTS[0]))
+    runner.prefill(ref, 0, other)
     runner.step(ref, np.array([5]))
-    assert np.array_equal(moved[0], runner.step(ref, np.array([7]))[0])
+    for t in range(3):
+        moved = runner.step(cache, np.array([7 + t, 8])).copy()
+        assert np.array_equal(moved[0], runner.step(ref, np.array([7 + t]))[0])
     cache.clear(1)
     assert cache.lengths.tolist() == [cache.lengths[0], 0, 0]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision", DECODE_PRECISIONS)
-def test_a_reused_slot_ignores_what_its_last_occupant_left(runners, precision):
+def test_a_reused_slot_ignores_what_its_last_occupant_left(runners, layout, precision):
     """A cleared slot keeps the old keys/values past its new length; they must not leak."""
-    runner = runners[precision]
+    runner = runners[layout, precision]
     short, long = [3, 14, 15], list(range(40, 70))
     used = runner.new_cache(2, 64)
     runner.prefill(used, 0, [9, 9])

@@ -125,9 +125,12 @@ def check_mixed(engine: Engine, n: int) -> None:
             assert tokens == solo, (seed, p)
 
 
-@pytest.fixture(scope="module")
-def tiny_stops(decode_dir, tmp_path_factory) -> Path:
-    return with_stops(decode_dir, tmp_path_factory.mktemp("stops") / "tiny")
+# Both cache layouts: growing caches, and window caches (the local layer keeps its last 8 tokens;
+# every row here goes past them).
+@pytest.fixture(scope="module", params=["decode_dir", "window_dir"])
+def tiny_stops(request, tmp_path_factory) -> Path:
+    return with_stops(request.getfixturevalue(request.param),
+                      tmp_path_factory.mktemp("stops") / request.param)
 
 
 @pytest.mark.parametrize("precision", DECODE_PRECISIONS)

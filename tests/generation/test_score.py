@@ -16,7 +16,7 @@ def torch_logprobs(hf_model, inputs: list[int], targets: list[int]) -> np.ndarra
     return torch.log_softmax(logits, -1)[torch.arange(len(targets)), targets].numpy()
 
 
-@pytest.mark.parametrize("which", ["engine", "optimum_engine"])
+@pytest.mark.parametrize("which", ["engine", "window_engine", "optimum_engine"])
 def test_score_matches_pytorch(which, request, hf_model):
     engine = request.getfixturevalue(which)
     text = " ".join(TINY_CORPUS[:3])  # ~50 tokens: several calls of up to CHUNK tokens
@@ -31,9 +31,11 @@ def test_score_matches_pytorch(which, request, hf_model):
     np.testing.assert_allclose(one.logprobs, expected[:1], atol=1e-4)
 
 
-def test_texts_beyond_the_context_use_a_sliding_window(engine, hf_model):
+@pytest.mark.parametrize("which", ["engine", "window_engine"])
+def test_texts_beyond_the_context_use_a_sliding_window(which, request, hf_model):
     """Input p is predicted from inputs 0..p while p < context, then from h*(p//h - 1)..p
     (h = context // 2), as score_tokens documents; checked against PyTorch on those windows."""
+    engine = request.getfixturevalue(which)
     context, half = engine.context_size, engine.context_size // 2
     ids = engine.encode(" ".join(TINY_CORPUS * 3))[: 2 * context + 37]
     assert len(ids) == 2 * context + 37  # three windows
