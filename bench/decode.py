@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-dir", type=Path, default=None,
                    help="an existing export of --model (python -m export); default: export into the cache")
     p.add_argument("--new-tokens", type=int, default=128, help="tokens generated per row")
-    p.add_argument("--prompt-tokens", type=int, default=200, help="prompt length of every row")
+    p.add_argument("--prompt-tokens", type=int, nargs="+", default=[200],
+                   help="prompt length(s) of every row; several are measured in one run")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 3], help="batch sizes to measure")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per row (median reported)")
     p.add_argument("--threads", type=int, default=0,
@@ -240,11 +241,13 @@ def prepare(args: argparse.Namespace, log=print) -> BenchModel:
 
 
 def run_all(model: BenchModel, args: argparse.Namespace, log=print) -> tuple[list[Row], dict]:
-    """Every selected backend at every batch size; returns the rows and the skip reasons."""
+    """Every selected backend at every prompt length and batch size; returns the rows and the
+    skip reasons."""
     rows, skipped = [], {}
+    cases = [(length, batch) for length in args.prompt_tokens for batch in args.batch]
     for name in args.backends or list(BACKENDS):
-        for batch in args.batch:
-            case = BenchCase(_setup.prompt_rows(model.tokenizer, batch, args.prompt_tokens),
+        for length, batch in cases:
+            case = BenchCase(_setup.prompt_rows(model.tokenizer, batch, length),
                              args.new_tokens, args.repeats)
             try:
                 row = BACKENDS[name](model, case)
@@ -285,8 +288,8 @@ def memory_floors(model: BenchModel, rows: list[Row], log=print) -> list[dict]:
     for path in sorted(set(files.values())):
         read = _floor.weight_bytes_per_step(path, batch=1)
         ms = read["total"] / (bandwidth["bandwidth_gbs"] * 1e9) * 1e3
-        ratios = {r.backend: round(r.ms_per_step / ms, 2) for r in rows
-                  if files.get(r.backend) == path and r.batch == 1}
+        ratios = {f"{r.backend} (prompt {r.prompt_tokens})": round(r.ms_per_step / ms, 2)
+                  for r in rows if files.get(r.backend) == path and r.batch == 1}
         floors.append({"file": Path(path).name, "weight_bytes": read["total"],
                        "gathered_tables_bytes": read["gathered_tables"], **bandwidth,
                        "ms_per_step": round(ms, 3), "engine_step_over_floor": ratios})
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     unknown = sorted(set(args.backends or []) - set(BACKENDS))
     problems = [f"unknown backend(s) {unknown}; known: {list(BACKENDS)}"] if unknown else []
-    if args.new_tokens < 2 or args.prompt_tokens < 1 or min(args.batch) < 1 or args.repeats < 1:
+    if args.new_tokens < 2 or min(args.prompt_tokens) < 1 or min(args.batch) < 1 or args.repeats < 1:
         problems.append("--new-tokens must be >= 2; --prompt-tokens, --batch, --repeats >= 1")
     slug = (args.random_init or (args.model.resolve().name if args.model else "model")).replace("/", "_")
     path = args.json or (_setup.REPO_ROOT / "bench" / "results"
