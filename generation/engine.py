@@ -252,15 +252,12 @@ class Engine:
 
     def _run(self, prepared: Prepared) -> Iterator[StepUpdate]:
         """Decode one request as a batch of one in a scheduler of its own (the app's loop, sized
-        to this request: its rows, its prompt + max_new_tokens)."""
+        to this request: its rows, its prompt + max_new_tokens), driven on the caller's thread."""
         from .scheduler import Scheduler  # the scheduler drives an Engine: imported late
 
         scheduler = Scheduler(self, max_rows=len(prepared.params), queue_size=1, time_limit_s=None,
-                              capacity=len(prepared.ids) + prepared.max_new_tokens)
-        try:
-            yield from scheduler.enqueue(prepared)
-        finally:
-            scheduler.close()
+                              capacity=len(prepared.ids) + prepared.max_new_tokens, threaded=False)
+        yield from scheduler.drive(prepared)
 
 
 def _all_ints(values) -> bool:

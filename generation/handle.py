@@ -117,6 +117,29 @@ class Handle:
         finally:
             self.cancel()  # no-op once the request ended
 
+    def read_now(self) -> tuple[StepUpdate | None, bool]:
+        """Apply what the scheduler has sent so far, without waiting (for a caller that runs
+        the scheduler's steps itself, `Scheduler.drive`).
+
+        Returns:
+            (a StepUpdate merging the steps read, or None if none came; True once ended).
+
+        Raises:
+            Exception: the engine error that ended this request.
+        """
+        out, messages = self._request.out, []
+        while not out.empty():
+            messages.append(out.get_nowait())
+        deltas = self._apply([m[1] for m in messages if m[0] == "step"])
+        update = None if deltas is None else StepUpdate(
+            deltas=deltas, rows=self.rows, prompt_truncated=self.prompt_truncated)
+        kind, payload = messages[-1] if messages else ("step", None)
+        if kind == "error":
+            raise payload
+        if kind == "end":
+            self.timed_out = payload == "time"
+        return update, kind == "end"
+
     def _apply(self, steps: list[list[RowUpdate]]) -> list[str] | None:
         """Apply the steps' updates to `rows`; the text each row gained (None without steps)."""
         if not steps:

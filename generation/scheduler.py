@@ -17,11 +17,13 @@ import queue
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 
 import numpy as np
 
 from .engine import Engine, Prepared
 from .handle import Handle, Request, RowUpdate
+from .params import StepUpdate
 from .rows import RowState
 from .sampler import select_next
 from .slots import Slots, rows_that_fit
@@ -47,11 +49,14 @@ class Scheduler:
         time_limit_s: a request ends (its handle's `timed_out` set) after this many seconds.
         prefill_chunk: prompt tokens prefilled per step while other rows decode.
         capacity: tokens a row may hold (default: the model's context).
+        threaded: run the loop on a thread of its own (serving); False for `drive`, which runs
+            one request's steps on the caller's thread (Engine.stream: no hand-off per step).
     """
 
     def __init__(self, engine: Engine, *, max_rows: int = 48, cache_mb: float | None = None,
                  queue_size: int = 64, time_limit_s: float | None = 120.0,
-                 prefill_chunk: int = PREFILL_CHUNK, capacity: int | None = None):
+                 prefill_chunk: int = PREFILL_CHUNK, capacity: int | None = None,
+                 threaded: bool = True):
         self.engine = engine
         runner, capacity = engine.runner, capacity or engine.context_size
         self.max_rows = rows_that_fit(runner, engine.hidden_size, capacity, max_rows, cache_mb)
@@ -70,8 +75,10 @@ class Scheduler:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._queued = 0  # submitted, not yet admitted (guarded by _lock)
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="generation-scheduler", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if threaded:
+            self._thread = threading.Thread(target=self._loop, name="generation-scheduler", daemon=True)
+            self._thread.start()
 
     # -- the callers' side (any thread) --------------------------------------------------------
 
@@ -123,33 +130,55 @@ class Scheduler:
 
     def close(self) -> None:
         """Stop the loop after the current step (requests in flight end with an error)."""
-        self._inbox.put(None)
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._inbox.put(None)
+            self._thread.join(timeout=30)
+
+    def drive(self, prepared: Prepared) -> Iterator[StepUpdate]:
+        """Run one request to its end on the caller's thread (a scheduler made with
+        threaded=False): the same schedule / forward / update steps as the loop, one StepUpdate
+        per step."""
+        handle = self.enqueue(prepared)
+        self._take_inbox()
+        try:
+            while True:
+                self._step()
+                update, ended = handle.read_now()
+                if update is not None:
+                    yield update
+                if ended:
+                    return
+        finally:
+            handle.cancel()
 
     # -- the loop (the scheduler's thread only) ------------------------------------------------
 
     def _loop(self) -> None:
         while self._take_inbox():
-            try:
-                self._drop_ended()
-                joined = self.schedule()
-                before = len(self.slots) - sum(len(r.rows) for r, _ in joined)
-                tick = time.perf_counter()
-                outs = [self.backend.step(self.tokens[:before])] if before else []
-                self.timing["forward_s"] += time.perf_counter() - tick
-                outs += [np.repeat(logits[None], len(req.rows), axis=0) for req, logits in joined]
-                if outs:
-                    self.update_from_output(np.concatenate(outs))
-                self.steps += 1
-            except Exception as err:  # noqa: BLE001 - a failed batched forward ends its requests, not the server
-                traceback.print_exc()
-                for req in self.running + self.prefilling:
-                    self._end(req, error=err)
+            self._step()
         late = []  # submitted after close() was called
         while not self._inbox.empty():
             late.append(self._inbox.get_nowait())
         for req in list(self.waiting) + self.running + self.prefilling + [r for r in late if r]:
             self._end(req, error=RuntimeError("the scheduler was closed"))
+
+    def _step(self) -> None:
+        """One step: drop ended requests, schedule, one batched forward, update every row."""
+        try:
+            self._drop_ended()
+            joined = self.schedule()
+            before = len(self.slots) - sum(len(r.rows) for r, _ in joined)
+            tick = time.perf_counter()
+            outs = [self.backend.step(self.tokens[:before])] if before else []
+            self.timing["forward_s"] += time.perf_counter() - tick
+            outs += [np.repeat(logits[None], len(req.rows), axis=0) for req, logits in joined]
+            if outs:
+                self.update_from_output(np.concatenate(outs))
+            self.steps += 1
+        except Exception as err:  # noqa: BLE001 - a failed batched forward ends its requests, not the server
+            traceback.print_exc()
+            for req in self.running + self.prefilling:
+                self._end(req, error=err)
 
     def _take_inbox(self) -> bool:
         """Move submitted requests to `waiting`; block while there is nothing to do."""

@@ -174,13 +174,20 @@ def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, whe
     assert scheduler.stats()["rows"] == 0
 
 
-def test_the_time_cap_ends_a_request_with_a_prefix(engine, make):
-    scheduler = make(time_limit_s=0.01)
+def test_the_time_cap_ends_a_request_with_a_prefix(engine, make, monkeypatch):
+    scheduler = make(time_limit_s=0.02)
+    step = scheduler.backend.step
+
+    def slow_step(tokens):  # the tiny model can decode everything in 10 ms on an idle box
+        time.sleep(0.002)
+        return step(tokens)
+
+    monkeypatch.setattr(scheduler.backend, "step", slow_step)
     n = engine.context_size - 20
     handle = scheduler.submit(PROMPTS[1], [SamplingParams()], n)
     cut = drain(handle)[0]
     full = solo(engine, PROMPTS[1], [SamplingParams()], n)[0]
-    assert len(full) > 100  # long enough that 10 ms cannot decode it all
+    assert len(full) > 100  # at >= 2 ms a step, longer than the 20 ms cap
     assert handle.timed_out
     assert full[:len(cut)] == cut and len(cut) < len(full)
 
