@@ -6,6 +6,9 @@
 - fp32 greedy identical to `transformers.generate`;
 - each quantized variant's perplexity (limit enforced) and top-1 agreement against fp32;
 - a few timed steps at batch 1 per variant (CPU time), to pick the default (for the choice only).
+
+Every graph is run through the engine's own runner (`generation.decoder`), so the gate checks
+the cache handling the engine uses, not a second copy of it.
 """
 
 from __future__ import annotations
@@ -20,18 +23,19 @@ import onnxruntime as ort
 
 from export import heldout, validate
 from export.decode_config import DecodeConfig
-from export.decode_io import DecodeRunner
+from generation.decoder import DecodeRunner, SlotCache
 
 
 def open_decode(path: Path, config: DecodeConfig, rows: int = 1, capacity: int | None = None,
-                threads: int = 0) -> DecodeRunner:
-    """A runner on a decode graph file with `rows` cache slots of `capacity` positions."""
+                threads: int = 0) -> tuple[DecodeRunner, SlotCache]:
+    """The engine's runner on a decode graph file (so the gate checks what the engine runs),
+    and a cache of `rows` slots of `capacity` positions."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), sess_options=options,
                                    providers=["CPUExecutionProvider"])
-    return DecodeRunner(session, config.layers, config.heads, config.head_dim, rows,
-                        capacity or config.context)
+    runner = DecodeRunner(session)
+    return runner, runner.new_cache(rows, capacity or config.context)
 
 
 def decode_prompts(tokenizer, config: DecodeConfig, texts: Sequence[str], steps: int) -> dict:
@@ -55,20 +59,20 @@ def check_decode_logits(model, path: Path, config: DecodeConfig, rows: Sequence[
     Returns:
         `{label} prefill` and `{label} cached steps` checks (max abs difference).
     """
-    runner = open_decode(path, config, len(rows), max(len(r) for r in rows) + steps)
+    runner, cache = open_decode(path, config, len(rows), max(len(r) for r in rows) + steps)
     seqs = [list(r) for r in rows]
     prefill = 0.0
     last = []
     for slot, ids in enumerate(seqs):
-        logits = runner.run([ids], first=slot, logits_to_keep=len(ids))[0]
+        logits = runner.prefill(cache, slot, ids, keep=len(ids))
         prefill = max(prefill, float(np.abs(logits - _torch_row(model, ids)).max()))
         last.append(logits[-1])
     diffs = []
     for _ in range(steps):
-        tokens = [[int(np.argmax(x))] for x in last]
-        logits = runner.run(tokens)[:, -1]
+        tokens = [int(np.argmax(x)) for x in last]
+        logits = runner.step(cache, np.asarray(tokens, dtype=np.int64)).copy()
         for slot, token in enumerate(tokens):
-            seqs[slot] += token
+            seqs[slot].append(token)
         diffs.append(max(float(np.abs(logits[s] - _torch_row(model, seqs[s])[-1]).max())
                          for s in range(len(seqs))))
         last = list(logits)
@@ -90,24 +94,24 @@ def _torch_row(model, ids: Sequence[int]) -> np.ndarray:
 def greedy_fn(path: Path, config: DecodeConfig):
     """A `(prompt, new_tokens, eos_id) -> tokens` greedy decoder on a decode graph."""
     def greedy(prompt, new_tokens, eos_id=None):
-        runner = open_decode(path, config, 1, len(prompt) + new_tokens)
-        logits, out = runner.run([list(prompt)])[0, -1], []
+        runner, cache = open_decode(path, config, 1, len(prompt) + new_tokens)
+        logits, out = runner.prefill(cache, 0, list(prompt))[-1], []
         for _ in range(new_tokens):
             out.append(int(np.argmax(logits)))
             if out[-1] == eos_id:
                 break
-            logits = runner.run([[out[-1]]])[0, -1]
+            logits = runner.step(cache, np.asarray([out[-1]]))[0]
         return out
     return greedy
 
 
 def teacher_forced_fn(path: Path, config: DecodeConfig):
     """A `chunk -> logits [len, vocab]` scorer on a decode graph (logits_to_keep = len)."""
-    runner = open_decode(path, config, 1)
+    runner, cache = open_decode(path, config, 1)
 
     def score(chunk):
-        runner.reset(0)
-        return runner.run([list(chunk)], logits_to_keep=len(chunk))[0]
+        cache.clear(0)
+        return runner.prefill(cache, 0, list(chunk), keep=len(chunk))
     return score
 
 
@@ -122,12 +126,12 @@ def time_steps(paths: dict[str, Path], config: DecodeConfig, prompt: Sequence[in
                for p, path in paths.items()}
     times: dict[str, list[float]] = {p: [] for p in paths}
     for _ in range(rounds):
-        for precision, runner in runners.items():
-            runner.reset(0)
-            runner.run([list(prompt)])
+        for precision, (runner, cache) in runners.items():
+            cache.clear(0)
+            runner.prefill(cache, 0, list(prompt))
             start = time.process_time()
             for i in range(steps):
-                runner.run([[prompt[i % len(prompt)]]])
+                runner.step(cache, np.asarray([prompt[i % len(prompt)]]))
             times[precision].append((time.process_time() - start) * 1e3 / steps)
     return {p: round(float(np.median(t)), 3) for p, t in times.items()}
 
