@@ -39,6 +39,7 @@ PRESETS: dict[str, dict] = {
 
 
 REPORT_TO = ("tensorboard", "wandb", "none")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 class ConfigError(ValueError):
@@ -107,6 +108,12 @@ class FinetuneConfig:
         "help": "Start afresh in an --output-dir that holds a finished model or checkpoints: the "
                 "earlier run's checkpoints and result files are deleted first."})
     torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile."})
+    precision: str = field(default="auto", metadata={
+        "help": "Training precision: bf16 mixed precision (fp32 master weights) or fp32. auto = bf16 "
+                "on a GPU that supports it, else fp32. bf16 on a CPU with AMX / AVX-512 BF16 trains "
+                "a small model ~1.9x faster together with --torch-compile (6,500 vs 3,400 tokens/s "
+                "for the demo model on a 2-core Xeon); on other CPUs it can be slower.",
+        "choices": PRECISIONS})
     text_field: str = field(default="abstract", metadata={
         "help": "Field that holds the text in .jsonl records."})
     cache_dir: str = field(default_factory=default_cache_dir, metadata={

@@ -77,8 +77,10 @@ def tidy_for_saving(model) -> None:
     model.config.use_cache = True
 
 
-def use_bf16() -> bool:
-    """bf16 mixed precision where the GPU supports it; fp32 on CPU."""
+def use_bf16(precision: str = "auto") -> bool:
+    """bf16 mixed precision: asked for, or (auto) where the GPU supports it; fp32 on CPU."""
+    if precision != "auto":
+        return precision == "bf16"
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
@@ -118,7 +120,7 @@ def training_arguments(cfg: FinetuneConfig) -> TrainingArguments:
         logging_first_step=True,
         logging_dir=os.path.join(cfg.output_dir, "runs"),
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        bf16=use_bf16(),
+        bf16=use_bf16(cfg.precision),
         tf32=cuda and torch.cuda.get_device_capability()[0] >= 8,
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         torch_compile=cfg.torch_compile,

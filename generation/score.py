@@ -73,3 +73,33 @@ def _log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     top = x.max(axis=-1, keepdims=True)
     log_z = np.log(np.exp(x - top).sum(axis=-1)) + top[:, 0]
     return x[np.arange(len(targets)), targets] - log_z
+
+
+def bits_per_byte(score, texts) -> dict:
+    """Mean bits per UTF-8 byte of `texts`, each scored alone: -sum(log2 p(token)) / bytes.
+
+    A measure that does not depend on the tokenizer, so models with different vocabularies
+    compare fairly. Perplexity per token is given too (over all tokens of all texts).
+
+    Args:
+        score: text -> ScoreResult (e.g. `Engine.score`).
+        texts: the texts (at least one, none empty).
+
+    Returns:
+        {"bits_per_byte": mean over texts, "perplexity": per token, "texts", "tokens", "bytes"}.
+    """
+    per_text, nll, tokens, nbytes = [], 0.0, 0, 0
+    for text in texts:
+        size = len(text.encode("utf-8"))
+        if size == 0:
+            raise ValueError("bits_per_byte: an empty text has no bytes to score")
+        result = score(text)
+        bits = float(-result.logprobs.sum() / np.log(2))
+        per_text.append(bits / size)
+        nll += float(-result.logprobs.sum())
+        tokens += len(result.token_ids)
+        nbytes += size
+    if not per_text:
+        raise ValueError("bits_per_byte: no texts")
+    return {"bits_per_byte": float(np.mean(per_text)), "perplexity": float(np.exp(nll / tokens)),
+            "texts": len(per_text), "tokens": tokens, "bytes": nbytes}

@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
+
 REBUILD_NOTE = """(tokenizer → `python -m finetune --from-scratch` → `python -m export` → this folder: `decode.json`
 and its default decode graph). The bundled weights were recovered from the int8 file of the first
 build (whose fp32 weights were not kept) by `python scripts/recover_demo_model.py --data
@@ -85,26 +87,75 @@ def decode_facts(out: Path) -> tuple[str, str, str]:
     return default, row, sentence
 
 
-def write_card(work: Path, out: Path) -> None:
-    """Write out/README.md from work/model/metrics.json and work/onnx/export_report.json."""
+def app_examples() -> list[str]:
+    """The example prompts of app.py (read from its source: importing it would start a model)."""
+    import ast
+
+    tree = ast.parse((REPO / "app.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXAMPLES" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise ValueError("app.py has no EXAMPLES list")
+
+
+def continuations(out: Path, tokens: int = 60) -> str:
+    """Greedy and top-p continuations of the app's example prompts by the bundled model."""
+    from generation import Engine, SamplingParams
+
+    engine = Engine.load(out)
+    blocks = []
+    for prompt in app_examples():
+        greedy, sampled = engine.generate(prompt, [
+            SamplingParams(), SamplingParams(temperature=0.8, top_p=0.9, seed=0)], tokens)
+        blocks.append(f"- **{prompt}** …\n  - greedy: {greedy.text.strip()!r}\n"
+                      f"  - top-p 0.9, temperature 0.8, seed 0: {sampled.text.strip()!r}")
+    return "\n".join(blocks)
+
+
+def quality_table(bpb: dict) -> str:
+    """Bits per byte / perplexity per split and precision; the bundled graph in bold."""
+    rows = ["| graph | validation bits/byte | validation ppl | test bits/byte | test ppl |",
+            "|---|---|---|---|---|"]
+    by = {(r["split"], r["precision"]): r for r in bpb["results"]}
+    for precision in dict.fromkeys(r["precision"] for r in bpb["results"]):
+        v, t = by[("validation", precision)], by[("test", precision)]
+        cells = [f"{v['bits_per_byte']:.3f}", f"{v['perplexity']:.1f}", f"{t['bits_per_byte']:.3f}",
+                 f"{t['perplexity']:.1f}"]
+        name = precision + (" (bundled)" if precision == bpb["default"] else "")
+        if precision == bpb["default"]:
+            cells, name = [f"**{c}**" for c in cells], f"**{name}**"
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def write_card(work: Path, out: Path, history: dict | None = None, command: str | None = None) -> None:
+    """Write out/README.md from work/{model,model2}/metrics.json, work/bpb.json and the export.
+
+    history: {"model", "tokens_seen", "minutes"} of the model that training continued, if any.
+    command: the build command that trained it (default: the plain one).
+    """
+    command = command or ("python scripts/build_demo_model.py --data "
+                          "../shared/data/arxiv-cs-abstracts.jsonl.gz --work /tmp/demo_build")
     stages = [json.loads((work / s / "metrics.json").read_text())
               for s in ("model", "model2") if (work / s / "metrics.json").is_file()]
     metrics = stages[-1]
     config = json.loads((out / "config.json").read_text())
-    before, after = stages[0]["before"], metrics["after"]
+    bpb = json.loads((work / "bpb.json").read_text())
     tokens = sum(m["tokens_seen"] for m in stages)
+    train_tokens = metrics["data"]["blocks"]["train"] * metrics["data"].get("block_size", 512)
     steps = " + ".join(f"{m['train_steps']:,}" for m in stages)
     minutes = sum(m["wall_time_s"] for m in stages) / 60
-    schedule = "`python -m finetune --from-scratch`, cosine schedule with peak LR 1e-3"
-    if len(stages) > 1:
-        schedule += ", then `python -m finetune --model <that>` with a fresh warmup + cosine at 5e-4"
-    stage_rows = "".join(
-        f"| after stage {i + 1} ({m['train_steps']:,} steps) | {m['after']['validation_perplexity']:.1f} "
-        f"| {m['after']['test_perplexity']:.1f} |\n" for i, m in enumerate(stages[:-1]))
-    precision, file_row, quality_sentence = decode_facts(out)
-    params = metrics.get("parameters") or config.get("n_params") or 0
     hw = metrics["hardware"]
+    cfg = json.loads((work / "model" / "finetune_config.json").read_text())
+    start = (f"continued from an earlier model (`{Path(history['model']).name}`, which had seen "
+             f"{history['tokens_seen']:,} tokens in {history['minutes']:.0f} min)" if history
+             else "from scratch (`python -m finetune --from-scratch`)")
+    total = tokens + (history["tokens_seen"] if history else 0)
+    precision, file_row, quality_sentence = decode_facts(out)
+    params = metrics.get("parameters") or 0
     blocks = metrics["data"]["blocks"]
+    default = {(r["split"], r["precision"]): r for r in bpb["results"]}
+    test_bpb = default[("test", bpb["default"])]["bits_per_byte"]
     text = f"""---
 license: apache-2.0
 pipeline_tag: text-generation
@@ -112,11 +163,11 @@ language: en
 tags: [gpt-neo, onnx, {precision}, demo, scientific-abstracts]
 ---
 
-# neo-xscience demo model (small, from scratch)
+# neo-xscience demo model (small, trained on arXiv abstracts)
 
-A **small GPT-Neo trained from scratch** by this project's own pipeline, bundled with the repo so
-that `python app.py` serves a working demo offline. It is a stand-in: the project's intended
-model is **GPT-Neo-125M fine-tuned on Multi-XScience** with `python -m finetune` and exported with
+A **small GPT-Neo** trained by this project's own pipeline, bundled with the repo so that
+`python app.py` serves a working demo offline. It is a stand-in: the project's intended model is
+**GPT-Neo-125M fine-tuned on Multi-XScience** with `python -m finetune` and exported with
 `python -m export`; neither those weights nor the dataset can be downloaded where this one was built.
 
 ## What it is
@@ -125,40 +176,41 @@ model is **GPT-Neo-125M fine-tuned on Multi-XScience** with `python -m finetune`
 |---|---|
 | architecture | GPT-Neo: {config['num_layers']} layers (alternating global / local attention, window {config['window_size']}), hidden {config['hidden_size']}, {config['num_heads']} heads, MLP {config['intermediate_size']}, {config['max_position_embeddings']} positions, tied embeddings |
 | parameters | {params:,} |
-| tokenizer | byte-level BPE, {config['vocab_size']:,} tokens, trained on the training split (**not** GPT-2's 50,257-token vocabulary: on the 2-core CPU it was built on, the small vocabulary trains ~7x faster, so the model sees far more text in the same time) |
+| tokenizer | byte-level BPE, {config['vocab_size']:,} tokens, trained on the training split (**not** GPT-2's 50,257-token vocabulary: on a 2-core CPU the small vocabulary trains ~7x faster, so the model sees far more text in the same time) |
 | file | {file_row} |
-| data | 117k arXiv Computer Science abstracts (2007-2017, arXiv's CC0 metadata), split by a hash of the text: {blocks['train']:,} / {blocks['validation']:,} / {blocks['test']:,} blocks of {metrics['data'].get('block_size', 512)} tokens (train / validation / test; validation and test capped at 200 abstracts) |
-| training | {schedule}, {steps} optimizer steps of 4 x 512 tokens, **{tokens:,} tokens seen** (< 1 epoch), {minutes:.0f} min on {hw['processes']} x {hw['device_name']} ({hw['precision']}), a CPU shared with other jobs |
+| data | all {blocks['train'] + blocks['validation'] + blocks['test']:,} blocks of {metrics['data'].get('block_size', 512)} tokens from 115,349 arXiv Computer Science abstracts (2007-2017, arXiv's CC0 metadata), split by a hash of the text: {blocks['train']:,} / {blocks['validation']:,} / {blocks['test']:,} blocks (train / validation / test; `python -m finetune` evaluates on 200 abstracts of each held-out split) |
+| training | {start}; {steps} optimizer steps of {cfg['batch_size']} x {cfg['block_size']} tokens, cosine schedule with peak LR {cfg['learning_rate']:g}, **{tokens:,} tokens seen** in this run ({tokens / train_tokens:.2f} epochs; {total:,} tokens in all), {minutes:.0f} min on {hw['processes']} x {hw['device_name']} ({hw['precision']}{', torch.compile' if cfg.get('torch_compile') else ''}) |
 
 ## Results (held out)
 
-Perplexity per token of this model's own 8,192-token BPE (not comparable with GPT-2-vocabulary
-perplexities), measured by `python -m finetune` on abstracts never trained on:
+**Bits per byte** on abstracts never trained on: each abstract scored alone through
+`Engine.score` (first token conditioned on EOS), -Σ log2 p over its tokens / its UTF-8 bytes,
+averaged over {default[('test', bpb['default'])]['texts']} abstracts per split (`python scripts/bits_per_byte.py`). Bits per byte do not depend on the
+tokenizer; perplexity is per token of this model's own {config['vocab_size']:,}-token BPE (not comparable with
+GPT-2-vocabulary perplexities).
 
-| model | validation | test |
-|---|---|---|
-| random init | {before['validation_perplexity']:.1f} | {before['test_perplexity']:.1f} |
-{stage_rows}| **final** | **{after['validation_perplexity']:.1f}** | **{after['test_perplexity']:.1f}** |
+{quality_table(bpb)}
 
 {quality_sentence}
 
 ## What its text looks like
 
-{_samples(out)}
+The app's six example prompts, 60 new tokens:
 
-Honestly: the text reads as scientific-sounding English with the vocabulary and phrasing of CS
-abstracts, but it is a {params / 1e6:.1f}M-parameter model trained for {minutes:.0f} minutes on a shared CPU; sentences
-drift, repeat and do not say anything true, and greedy decoding soon loops (which the demo's
-side-by-side view shows well). It is there to show the decoding strategies side by
-side, not to write abstracts. Positions past 512 were never trained.
+{continuations(out)}
+
+Honestly: at {test_bpb:.2f} bits per byte this {params / 1e6:.1f}M-parameter model writes the vocabulary and
+phrasing of CS abstracts, but sentences drift, repeat and say nothing true, and greedy decoding
+tends to loop (which the demo's side-by-side view shows well). It is there to show the decoding
+strategies side by side, not to write abstracts. Positions past {cfg['block_size']} were never trained.
 
 ## Rebuild
 
 ```bash
-python scripts/build_demo_model.py --data ../shared/data/arxiv-cs-abstracts.jsonl.gz --work /tmp/demo_build
+{command}
 ```
 
-(tokenizer → `python -m finetune --from-scratch` → `python -m export` → this folder: `decode.json`
-and its default decode graph).
+(tokenizer → `python -m finetune` → `python -m export` → bits per byte → this folder: `decode.json`
+and its default decode graph). See the script's `--help` for the CPU and GPU options.
 """
     (out / "README.md").write_text(text)

@@ -42,3 +42,30 @@ def test_it_writes_english_words():
     assert len(words) >= 10
     # A trained model writes mostly plain words; random weights give byte soup.
     assert sum(w.strip(".,;:()").isalpha() for w in words) / len(words) > 0.6, text
+
+
+# Mean bits per byte of the bundled model on the first 40 test abstracts of ../shared's hash
+# split, plus a little: `python scripts/bits_per_byte.py --data ../shared/data/
+# arxiv-cs-abstracts.jsonl.gz --samples 40 --split test` gave this (the first model: 1.636).
+MEASURED_BPB = 1.636
+BPB_BOUND = MEASURED_BPB + 0.03
+
+
+def test_held_out_abstracts_stay_under_the_bits_per_byte_bound(shared, tmp_path):
+    """Engine.score on abstracts the model never trained on (finetune's test split)."""
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        from bits_per_byte import held_out, measure
+    finally:
+        sys.path.remove(str(REPO_ROOT / "scripts"))
+    data = shared / "data" / "arxiv-cs-abstracts.jsonl.gz"
+    if not data.is_file():
+        pytest.skip(f"{data} is absent")
+    texts = held_out(str(data), "test", 40, cache_dir=tmp_path)
+    assert len(texts) == 40
+    result = measure(DEMO_MODEL, texts)
+    assert result["bits_per_byte"] <= BPB_BOUND, result

@@ -136,6 +136,20 @@ def test_report_to_picks_the_trackers(tmp_path):
         parse_args(["--output-dir", "o", "--report-to", "mlflow"])
 
 
+def test_precision_picks_bf16_or_fp32(tmp_path, monkeypatch):
+    import torch
+
+    from finetune.train import training_arguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["--output-dir", str(tmp_path)]
+    assert training_arguments(parse_args(argv)).bf16 is False  # auto: fp32 on CPU
+    assert training_arguments(parse_args([*argv, "--precision", "bf16"])).bf16 is True
+    assert training_arguments(parse_args([*argv, "--precision", "fp32"])).bf16 is False
+    with pytest.raises(SystemExit):
+        parse_args([*argv, "--precision", "fp16"])
+
+
 def test_report_to_wandb_needs_wandb_installed(monkeypatch):
     import importlib.util
 

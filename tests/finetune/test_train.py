@@ -187,3 +187,20 @@ def test_a_diverging_run_stops_with_one_line_and_writes_no_model(tmp_path, capsy
     assert code == 1 and "Traceback" not in text
     assert len(errors) == 1 and errors[0].startswith("error: training diverged: loss is nan")
     assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
+
+
+def test_bf16_precision_trains_on_cpu_with_fp32_weights(tmp_path, release_dir, tiny_model_dir):
+    """--precision bf16 runs mixed precision (autocast) where auto would pick fp32: the loss
+    falls, the saved weights stay fp32 and the metrics say bf16."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "bf16"
+    argv = ["--model", str(tiny_model_dir), "--data", str(release_dir), "--output-dir", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--block-size", "32", "--batch-size", "4",
+            "--gradient-accumulation-steps", "1", "--max-steps", "6", "--eval-steps", "3",
+            "--min-words", "3", "--learning-rate", "1e-3", "--precision", "bf16"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["hardware"]["precision"] == "bf16"
+    assert metrics["after"]["validation_loss"] < metrics["before"]["validation_loss"]
+    assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.float32}

@@ -54,3 +54,26 @@ def test_bad_texts_are_clear_errors(engine):
     for bad in ("", None, 3):
         with pytest.raises(ValueError, match="text must be a string that produces at least one token"):
             engine.score(bad)
+
+
+def test_bits_per_byte_matches_pytorch_per_text(engine, hf_model):
+    """Each text scored alone: -sum(log2 p) / UTF-8 bytes from PyTorch, averaged over texts;
+    perplexity over all tokens."""
+    from generation.score import bits_per_byte
+
+    texts = [TINY_CORPUS[0], TINY_CORPUS[1] + " — naïve café"]  # multi-byte characters count as bytes
+    per_text, nll, tokens = [], 0.0, 0
+    for text in texts:
+        ids = engine.encode(text)
+        lp = torch_logprobs(hf_model, [engine.eos_ids[0]] + ids[:-1], ids)
+        per_text.append(-lp.sum() / np.log(2) / len(text.encode("utf-8")))
+        nll, tokens = nll - lp.sum(), tokens + len(ids)
+    got = bits_per_byte(engine.score, texts)
+    assert got["bits_per_byte"] == pytest.approx(np.mean(per_text), rel=1e-5)
+    assert got["perplexity"] == pytest.approx(np.exp(nll / tokens), rel=1e-5)
+    assert (got["texts"], got["tokens"]) == (2, tokens)
+    assert got["bytes"] == sum(len(t.encode("utf-8")) for t in texts) > sum(len(t) for t in texts)
+    with pytest.raises(ValueError, match="empty"):
+        bits_per_byte(engine.score, ["fine", ""])
+    with pytest.raises(ValueError, match="no texts"):
+        bits_per_byte(engine.score, [])
