@@ -147,8 +147,10 @@ def write_card(work: Path, out: Path, history: dict | None = None, command: str 
     minutes = sum(m["wall_time_s"] for m in stages) / 60
     hw = metrics["hardware"]
     cfg = json.loads((work / "model" / "finetune_config.json").read_text())
-    start = (f"continued from an earlier model (`{Path(history['model']).name}`, which had seen "
-             f"{history['tokens_seen']:,} tokens in {history['minutes']:.0f} min)" if history
+    start = (f"continued (`--init-from`) from the first demo model, which had seen "
+             f"{history['tokens_seen']:,} tokens in {history['minutes']:.0f} min; its weights were "
+             f"recovered from the int8 file it shipped as (`scripts/build_demo_model.py --help` says "
+             f"how)" if history
              else "from scratch (`python -m finetune --from-scratch`)")
     total = tokens + (history["tokens_seen"] if history else 0)
     precision, file_row, quality_sentence = decode_facts(out)
