@@ -1,11 +1,13 @@
 """Rebuild the bundled demo model (`demo_model/`) end to end with the project's own pipeline.
 
-    # on a CPU with AMX / AVX-512 BF16 (bf16 + torch.compile train ~1.9x faster than fp32):
+    # on a CPU with AMX / AVX-512 BF16 (bf16 + torch.compile train ~1.9x faster than fp32);
+    # the bundled model's exact command (it continued the first model) is in its card
     python scripts/build_demo_model.py --data ../shared/data/arxiv-cs-abstracts.jsonl.gz \
-        --work /tmp/demo_build --precision bf16 --torch-compile --max-steps 4000
+        --work /tmp/demo_build --precision bf16 --torch-compile --batch-size 8 --max-steps 9600 \
+        --eval-steps 600 --warmup-ratio 0.03
     # on a GPU: a bigger model from scratch, several epochs (pick the size by validation bits/byte)
     python scripts/build_demo_model.py --data ../shared/data/arxiv-cs-abstracts.jsonl.gz \
-        --work /tmp/demo_build --arch arch.json --batch-size 32 --epochs 4 --torch-compile
+        --work /tmp/demo_build --arch arch.json --batch-size 32 --max-steps 0 --epochs 4 --torch-compile
 
 Steps (each skipped when its output exists, so a run can be continued):
   tokenizer  a byte-level BPE (8,192 tokens) trained on the training split only (or, with
