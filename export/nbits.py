@@ -41,14 +41,3 @@ def quantize_blockwise(weight: np.ndarray, bits: int, block_size: int):
     if bits == 4:  # two codes a byte, the even element in the low nibble
         codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
     return np.ascontiguousarray(codes), scales.reshape(-1)
-
-
-def dequantize_blockwise(packed: np.ndarray, scales: np.ndarray, bits: int, k: int) -> np.ndarray:
-    """The float32 [N, K] weight a MatMulNBits node computes with (inverse of the above)."""
-    n, blocks, _ = packed.shape
-    if bits == 4:
-        codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, blocks, -1)
-    else:
-        codes = packed
-    values = (codes.astype(np.float32) - (1 << (bits - 1))) * scales.reshape(n, blocks, 1)
-    return values.reshape(n, -1)[:, :k]

@@ -172,8 +172,8 @@ class Scheduler:
             outs = [self.backend.step(self.tokens[:before])] if before else []
             self.timing["forward_s"] += time.perf_counter() - tick
             outs += [np.repeat(logits[None], len(req.rows), axis=0) for req, logits in joined]
-            if outs:
-                self.update_from_output(np.concatenate(outs))
+            if outs:  # one array (no request joined) needs no copy
+                self.update_from_output(outs[0] if len(outs) == 1 else np.concatenate(outs))
             self.steps += 1
         except Exception as err:  # noqa: BLE001 - a failed batched forward ends its requests, not the server
             traceback.print_exc()

@@ -94,9 +94,9 @@ def bits_per_byte(score, texts) -> dict:
         if size == 0:
             raise ValueError("bits_per_byte: an empty text has no bytes to score")
         result = score(text)
-        bits = float(-result.logprobs.sum() / np.log(2))
-        per_text.append(bits / size)
-        nll += float(-result.logprobs.sum())
+        text_nll = float(-result.logprobs.sum())
+        per_text.append(text_nll / np.log(2) / size)
+        nll += text_nll
         tokens += len(result.token_ids)
         nbytes += size
     if not per_text:

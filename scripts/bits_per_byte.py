@@ -21,12 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: make the project's packages importable
 
 
-def held_out(data: str, split: str, samples: int, cache_dir: Path) -> list[str]:
-    """The first `samples` abstracts of finetune's `split` ("validation" or "test")."""
+def held_out(data: str, samples: int, cache_dir: Path) -> dict[str, list[str]]:
+    """The first `samples` abstracts of finetune's "validation" and "test" splits (one load)."""
     from finetune.sources import load_splits
 
     splits = load_splits(data, cache_dir=cache_dir, max_eval_samples=samples, log=lambda *_: None)
-    return [a.text for a in splits[split]]
+    return {split: [a.text for a in splits[split]] for split in ("validation", "test")}
 
 
 def measure(model: str | Path, texts: list[str], precision: str | None = None) -> dict:
@@ -57,8 +57,9 @@ def main(argv=None) -> int:
     if args.samples < 1:
         parser.error("--samples must be at least 1")
     rows = []
+    texts_of = held_out(args.data, args.samples, args.cache_dir)
     for split in args.split:
-        texts = held_out(args.data, split, args.samples, args.cache_dir)
+        texts = texts_of[split]
         for precision in args.precision:
             start = time.perf_counter()
             row = {"split": split, **measure(args.model, texts, precision)}

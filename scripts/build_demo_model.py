@@ -165,8 +165,7 @@ def measure(data: str, work: Path) -> None:
 
     manifest = json.loads((work / "onnx" / "decode.json").read_text())
     rows = []
-    for split in ("validation", "test"):
-        texts = held_out(data, split, EVAL_SAMPLES, work / "cache")
+    for split, texts in held_out(data, EVAL_SAMPLES, work / "cache").items():
         for precision in manifest["files"]:
             row = {"split": split, **score(work / "onnx", texts, precision)}
             print(f"[measure] {split} {precision}: {row['bits_per_byte']:.4f} bits/byte, "

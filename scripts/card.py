@@ -17,39 +17,12 @@ SAMPLE_PROMPTS = ("In this paper, we propose a novel method for",
 
 
 def _samples(out: Path) -> str:
-    """Continuations of the bundled model, so the card shows what the demo will show."""
-    from generation import Engine, SamplingParams
+    """The refreshed card's continuations (its two prompts, top-k 40 / top-p 0.9)."""
+    from generation import SamplingParams
 
-    try:
-        engine = Engine.load(out)
-    except ValueError as err:  # an engine that predates decode graphs: greedy through export's
-        print(f"[card] the engine cannot load {out} ({err}); greedy samples only")
-        return _greedy_samples(out)
-    blocks = []
-    for prompt in SAMPLE_PROMPTS:
-        greedy, sampled = engine.generate(prompt, [
-            SamplingParams(), SamplingParams(temperature=0.8, top_k=40, top_p=0.9, seed=0)], 60)
-        blocks.append(f"- **{prompt}** …\n  - greedy: {greedy.text.strip()!r}\n"
-                      f"  - top-k 40 / top-p 0.9, T 0.8, seed 0: {sampled.text.strip()!r}")
-    return "\n".join(blocks)
-
-
-def _greedy_samples(out: Path) -> str:
-    """Greedy continuations through the bundled decode graph (export's numpy runner)."""
-    from tokenizers import Tokenizer
-
-    from export.decode_config import DecodeConfig
-    from export.decode_gate import greedy_fn
-
-    manifest = json.loads((out / "decode.json").read_text())
-    eos = json.loads((out / "generation_config.json").read_text()).get("eos_token_id")
-    greedy = greedy_fn(out / manifest["files"][manifest["default"]], DecodeConfig.from_dir(out))
-    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
-    lines = []
-    for prompt in SAMPLE_PROMPTS:
-        ids = greedy(tok.encode(prompt).ids, 60, eos_id=eos)
-        lines.append(f"- **{prompt}** …\n  - greedy: {tok.decode(ids).strip()!r}")
-    return "\n".join(lines)
+    return continuations(out, SAMPLE_PROMPTS,
+                         SamplingParams(temperature=0.8, top_k=40, top_p=0.9, seed=0),
+                         "top-k 40 / top-p 0.9, T 0.8, seed 0")
 
 
 def refresh_card(text: str, out: Path, provenance: str) -> str:
@@ -98,17 +71,16 @@ def app_examples() -> list[str]:
     raise ValueError("app.py has no EXAMPLES list")
 
 
-def continuations(out: Path, tokens: int = 60) -> str:
-    """Greedy and top-p continuations of the app's example prompts by the bundled model."""
+def continuations(out: Path, prompts, sampled, label: str, tokens: int = 60) -> str:
+    """Greedy and `sampled` continuations of `prompts` by the bundled model, as card lines."""
     from generation import Engine, SamplingParams
 
     engine = Engine.load(out)
     blocks = []
-    for prompt in app_examples():
-        greedy, sampled = engine.generate(prompt, [
-            SamplingParams(), SamplingParams(temperature=0.8, top_p=0.9, seed=0)], tokens)
+    for prompt in prompts:
+        greedy, other = engine.generate(prompt, [SamplingParams(), sampled], tokens)
         blocks.append(f"- **{prompt}** …\n  - greedy: {greedy.text.strip()!r}\n"
-                      f"  - top-p 0.9, temperature 0.8, seed 0: {sampled.text.strip()!r}")
+                      f"  - {label}: {other.text.strip()!r}")
     return "\n".join(blocks)
 
 
@@ -134,6 +106,10 @@ def write_card(work: Path, out: Path, history: dict | None = None, command: str 
     history: {"model", "tokens_seen", "minutes"} of the model that training continued, if any.
     command: the build command that trained it (default: the plain one).
     """
+    from generation import SamplingParams
+
+    samples = continuations(out, app_examples(), SamplingParams(temperature=0.8, top_p=0.9, seed=0),
+                            "top-p 0.9, temperature 0.8, seed 0")
     command = command or ("python scripts/build_demo_model.py --data "
                           "../shared/data/arxiv-cs-abstracts.jsonl.gz --work /tmp/demo_build")
     stages = [json.loads((work / s / "metrics.json").read_text())
@@ -199,7 +175,7 @@ GPT-2-vocabulary perplexities).
 
 The app's six example prompts, 60 new tokens:
 
-{continuations(out)}
+{samples}
 
 Honestly: at {test_bpb:.2f} bits per byte this {params / 1e6:.1f}M-parameter model writes the vocabulary and
 phrasing of CS abstracts, but sentences drift, repeat and say nothing true, and greedy decoding

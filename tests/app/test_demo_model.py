@@ -70,7 +70,7 @@ def test_held_out_abstracts_stay_under_the_bits_per_byte_bound(shared, tmp_path)
     data = shared / "data" / "arxiv-cs-abstracts.jsonl.gz"
     if not data.is_file():
         pytest.skip(f"{data} is absent")
-    texts = held_out(str(data), "test", 40, cache_dir=tmp_path)
+    texts = held_out(str(data), 40, cache_dir=tmp_path)["test"]
     assert len(texts) == 40
     result = measure(DEMO_MODEL, texts)
     assert result["bits_per_byte"] <= BPB_BOUND, result
