@@ -15,13 +15,14 @@ indexes (the token and position embeddings), of which only the looked-up rows ar
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from generation.runner import available_cores
 
 GIB = 1 << 30
 
@@ -36,14 +37,10 @@ def last_level_cache_bytes() -> int:
     return max(sizes, default=32 << 20)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def streaming_read_gbs(buffer_bytes: int, repeats: int = 5) -> float:
     """GB/s of every core summing its own slice of one large float32 buffer (best of repeats)."""
     data = np.ones(buffer_bytes // 4, dtype=np.float32)  # touched: pages really allocated
-    slices = np.array_split(data, _cores())
+    slices = np.array_split(data, available_cores())
     best = 0.0
     for _ in range(repeats):
         threads = [threading.Thread(target=np.add.reduce, args=(s,)) for s in slices]
@@ -72,7 +69,7 @@ def matvec_gbs(matrix_bytes: int, repeats: int = 10) -> float:
         [numpy_helper.from_array(weight, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _cores()
+    options.intra_op_num_threads = available_cores()
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     del model, graph
@@ -100,7 +97,7 @@ def read_bandwidth(buffer_bytes: int | None = None) -> dict:
     return {"streaming_read_gbs": round(stream, 2), "streaming_buffer_bytes": size,
             "last_level_cache_bytes": llc, "fp32_matvec_gbs": round(matvec, 2),
             "fp32_matvec_matrix_bytes": max(512 << 20, 2 * llc),
-            "bandwidth_gbs": round(max(stream, matvec), 2), "cores": _cores()}
+            "bandwidth_gbs": round(max(stream, matvec), 2), "cores": available_cores()}
 
 
 def weight_bytes_per_step(onnx_path: str | Path, batch: int = 1) -> dict:

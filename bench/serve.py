@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _server, _setup  # noqa: E402
+from generation.runner import available_cores  # noqa: E402
 
 PROMPTS = ["In this paper, we propose a novel method for",
            "Deep neural networks have achieved remarkable success in",
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.json or _setup.REPO_ROOT / "bench" / "results" / f"serve_{slug}_{stamp}.json"
     png = args.png or path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    machine = _setup.machine_info(len(os.sched_getaffinity(0)))
+    machine = _setup.machine_info(available_cores())
     print(f"[bench] {slug}: users {args.users} × {args.requests} requests × {args.tokens} tokens × 3 "
           f"columns; load average {os.getloadavg()[0]:.2f}\n{HEADER}", flush=True)
     logs = Path(tempfile.mkdtemp(prefix="serve_bench_"))
