@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generation.runner import available_cores
+from generation.runners.session import available_cores
 
 GIB = 1 << 30
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from generation import Engine
-    from generation.model import ONNX_FILES
+    from generation.contract import OPTIMUM_FILES
 
     torch_dir, onnx_dir = _setup.prepare_random_init(args.random_init, args.cache_dir,
                                                      _setup.SHARED_GPT2, False)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         options = ort.SessionOptions()
         options.intra_op_num_threads = _setup.machine_info(0)["cores_visible"]
         ort_model = ORTModelForCausalLM.from_pretrained(
-            onnx_dir, file_name=ONNX_FILES[args.precision], session_options=options)
+            onnx_dir, file_name=OPTIMUM_FILES[args.precision], session_options=options)
         configs["optimum generate"] = lambda: optimum_run(ort_model, ids, n)
 
     machine = _setup.machine_info(engine._runner.session.get_session_options().intra_op_num_threads)

@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from export.decode_export import read_checkpoint
     from export.decode_graph import build_decode_graph
-    from generation.decoder import DecodeRunner
-    from generation.runner import create_session
+    from generation.runners.decode_graph import DecodeRunner
+    from generation.runners.session import create_session
 
     torch_dir, onnx_dir = _setup.prepare_random_init(args.random_init, args.cache_dir,
                                                      args.tokenizer, False)

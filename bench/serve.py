@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _server, _setup  # noqa: E402
-from generation.runner import available_cores  # noqa: E402
+from generation.runners.session import available_cores  # noqa: E402
 
 PROMPTS = ["In this paper, we propose a novel method for",
            "Deep neural networks have achieved remarkable success in",

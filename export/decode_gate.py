@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from export import heldout, validate
 from export.decode_config import DecodeConfig
-from generation.decoder import DecodeRunner, SlotCache
+from generation.runners.decode_graph import DecodeRunner, SlotCache
 
 
 def open_decode(path: Path, config: DecodeConfig, rows: int = 1, capacity: int | None = None,

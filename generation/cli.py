@@ -7,8 +7,8 @@ import json
 import sys
 from dataclasses import asdict, replace
 
+from .contract import PRECISIONS
 from .engine import Engine
-from .model import PRECISIONS
 from .params import SamplingParams
 
 

@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .decoder import DecodeRunner
 from .model import ModelConfig, load_tokenizer, read_config, resolve
 from .params import RowResult, SamplingParams, StepUpdate, prompt_problems
-from .runner import Runner, create_session, map_io
+from .runners.base import Runner
+from .runners.decode_graph import DecodeRunner
+from .runners.optimum import OptimumRunner, map_io
+from .runners.session import create_session
 from .score import ScoreResult, score_tokens
 
 
@@ -72,7 +74,7 @@ class Engine:
             runner = DecodeRunner(session, used)
         else:
             session, used = create_session(str(files.onnx), provider)
-            runner = Runner(session, used, map_io(session, config.heads, config.hidden))
+            runner = OptimumRunner(session, used, map_io(session, config.heads, config.hidden))
             if used == "cuda" and provider is None:
                 runner = _working_or_cpu(runner, files, config)
         info = {
@@ -274,4 +276,4 @@ def _working_or_cpu(runner: Runner, files, config) -> Runner:
         return runner
     except Exception:  # noqa: BLE001 - any CUDA failure means: use the CPU
         session, used = create_session(str(files.onnx), "cpu")
-        return Runner(session, used, map_io(session, config.heads, config.hidden))
+        return OptimumRunner(session, used, map_io(session, config.heads, config.hidden))

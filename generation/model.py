@@ -18,12 +18,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from .contract import DECODE_FORMAT, DECODE_JSON, OPTIMUM_FILES, PRECISIONS
 from .params import SamplingParams
 
-ONNX_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_int4.onnx"}
-PRECISIONS = tuple(ONNX_FILES)
-DECODE_JSON = "decode.json"
-DECODE_FORMAT = 1
 # Without a choice: the quantized file when it exists (smaller and faster on a CPU).
 _DEFAULT_ORDER = ("int8", "fp32", "int4")
 
@@ -76,17 +73,17 @@ def choose_onnx(files: list[str], precision: str | None) -> tuple[str, str]:
     Raises:
         ValueError: the precision is unknown, or no matching ONNX file exists.
     """
-    if precision is not None and precision not in ONNX_FILES:
+    if precision is not None and precision not in OPTIMUM_FILES:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     names = set(files)
     folder = "" if any("/" not in f and f.endswith(".onnx") for f in names) else "onnx/"
-    present = [p for p in PRECISIONS if folder + ONNX_FILES[p] in names]
+    present = [p for p in PRECISIONS if folder + OPTIMUM_FILES[p] in names]
     wanted = [precision] if precision else list(_DEFAULT_ORDER)
     for p in wanted:
         if p in present:
-            return folder + ONNX_FILES[p], p
-    found = ", ".join(f"{p} ({folder}{ONNX_FILES[p]})" for p in present) or "none"
-    want = f"{precision} model ({folder}{ONNX_FILES[precision]})" if precision else "ONNX model"
+            return folder + OPTIMUM_FILES[p], p
+    found = ", ".join(f"{p} ({folder}{OPTIMUM_FILES[p]})" for p in present) or "none"
+    want = f"{precision} model ({folder}{OPTIMUM_FILES[precision]})" if precision else "ONNX model"
     raise ValueError(f"no {want} found; available: {found}")
 
 

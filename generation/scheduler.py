@@ -25,8 +25,8 @@ from .engine import Engine, Prepared
 from .handle import Handle, Request, RowUpdate
 from .params import StepUpdate
 from .rows import RowState
+from .runners.base import rows_that_fit
 from .sampler import select_next
-from .slots import Slots, rows_that_fit
 
 # Prompt tokens per prefill call. Every caller (the app, Engine.stream) uses the same chunks, so
 # a prompt's cache holds the same numbers whichever way it was served.
@@ -59,11 +59,17 @@ class Scheduler:
                  threaded: bool = True):
         self.engine = engine
         runner, capacity = engine.runner, capacity or engine.context_size
-        self.max_rows = rows_that_fit(runner, engine.hidden_size, capacity, max_rows, cache_mb)
-        self.backend = Slots(runner, self.max_rows + 1, capacity)  # + the spare slot
+        self.max_rows = rows_that_fit(runner, capacity, max_rows, cache_mb)
+        self.runner = runner
+        self.cache = runner.new_cache(self.max_rows + 1, capacity)  # + the spare slot
+        for array in getattr(self.cache, "arrays", ()):
+            # Touch every page now: the cache is allocated once and a server must hold all of it
+            # anyway; left to first use, each new slot's page faults (zero-filled huge pages)
+            # cost tens of ms in the middle of a step, and RSS would creep up as slots are used.
+            array.fill(0)
         self.queue_size = queue_size
         self.time_limit_s = time_limit_s
-        self.chunk = prefill_chunk if self.backend.chunk_ok else None
+        self.chunk = prefill_chunk if runner.chunked_prefill else None
         self.waiting: collections.deque[Request] = collections.deque()
         self.prefilling: list[Request] = []
         self.running: list[Request] = []
@@ -169,7 +175,7 @@ class Scheduler:
             joined = self.schedule()
             before = len(self.slots) - sum(len(r.rows) for r, _ in joined)
             tick = time.perf_counter()
-            outs = [self.backend.step(self.tokens[:before])] if before else []
+            outs = [self.runner.step(self.cache, self.tokens[:before])] if before else []
             self.timing["forward_s"] += time.perf_counter() - tick
             outs += [np.repeat(logits[None], len(req.rows), axis=0) for req, logits in joined]
             if outs:  # one array (no request joined) needs no copy
@@ -210,7 +216,7 @@ class Scheduler:
             The requests whose prompt is now complete, with its last position's logits; their
             rows were placed in the decoding slots after those that decode this step.
         """
-        while self.waiting and (self.backend.ragged or not (self.running or self.prefilling)):
+        while self.waiting and (self.runner.ragged or not (self.running or self.prefilling)):
             req = self.waiting[0]
             if self.rows_in_flight + len(req.prepared.params) > self.max_rows:
                 break  # first come, first served: nobody overtakes the head of the queue
@@ -229,7 +235,7 @@ class Scheduler:
             while budget > 0 and req.prefilled < len(req.prepared.ids):
                 piece = req.prepared.ids[req.prefilled:req.prefilled + (self.chunk or len(req.prepared.ids))]
                 try:
-                    logits = self.backend.prefill(req.stage, piece)
+                    logits = self.runner.prefill(self.cache, req.stage, piece)[-1]
                 except Exception as err:  # noqa: BLE001 - this request's error, not the server's
                     self._end(req, error=err)
                     break
@@ -246,17 +252,17 @@ class Scheduler:
         targets = range(first, first + n)
         # The prompt steps aside into the spare slot (no row ever holds it), so other prompts
         # parked where these rows go can always be moved out of the way first.
-        self.backend.move(req.stage, self.max_rows)
+        self.cache.move(req.stage, self.max_rows)
         self.prefilling.remove(req)
         req.stage = None
         for other in self.prefilling:
             if other.stage in targets:
                 slot = self._free_slot(exclude=targets)
-                self.backend.move(other.stage, slot)
+                self.cache.move(other.stage, slot)
                 other.stage = slot
-        self.backend.move(self.max_rows, first)
+        self.cache.move(self.max_rows, first)
         for slot in targets[1:]:
-            self.backend.copy(first, slot)
+            self.cache.copy(first, slot)
         self.slots += [(req, i) for i in range(n)]
         self.running.append(req)
 
@@ -302,12 +308,12 @@ class Scheduler:
         holes = [s for s in freed if s < keep]
         movers = [s for s in range(keep, len(self.slots)) if s not in gone]
         for hole, src in zip(holes, movers, strict=True):
-            self.backend.move(src, hole)
+            self.cache.move(src, hole)
             self.slots[hole] = self.slots[src]
             self.tokens[hole] = self.tokens[src]
         for slot in range(keep, len(self.slots)):
             if slot in gone:
-                self.backend.free(slot)
+                self.cache.clear(slot)
         del self.slots[keep:]
 
     def _end(self, req: Request, reason: str = "done", error: BaseException | None = None,
@@ -322,7 +328,7 @@ class Scheduler:
         if req in self.prefilling:
             self.prefilling.remove(req)
             if req.stage is not None:
-                self.backend.free(req.stage)
+                self.cache.clear(req.stage)
         if req in self.running:
             self.running.remove(req)
         if retire:

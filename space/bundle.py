@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from generation.model import DECODE_JSON, choose_model_file
+from generation.contract import DECODE_JSON
+from generation.model import choose_model_file
 from space.card import DEFAULT_TITLE, PLACEHOLDER_SPACE_ID, CardInfo, render_card
 from space.errors import UserError
 from space.source import check_imports, code_files, with_default_model

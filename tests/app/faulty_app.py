@@ -9,7 +9,8 @@ import sys
 import time
 
 import app
-from generation import rows, slots
+from generation import rows
+from generation.runners.decode_graph import DecodeRunner
 
 _accept = rows.RowState.accept
 
@@ -21,17 +22,17 @@ def _failing_accept(self, token, *args):
 
 
 rows.RowState.accept = _failing_accept
-_step = slots.Slots.step
+_step = DecodeRunner.step
 _delay = float(os.environ.get("SLOW_STEP_S", "0"))
 
 
-def _slow_step(self, tokens):
+def _slow_step(self, cache, tokens):
     time.sleep(_delay)
-    return _step(self, tokens)
+    return _step(self, cache, tokens)
 
 
 if _delay:
-    slots.Slots.step = _slow_step
+    DecodeRunner.step = _slow_step
 
 if __name__ == "__main__":
     sys.exit(app.main())

@@ -8,7 +8,7 @@ import pytest
 
 from export.decode_config import DecodeConfig, check_weights, load_weights
 from export.decode_graph import build_decode_graph
-from generation.decoder import DecodeRunner
+from generation.runners.decode_graph import DecodeRunner
 
 
 @pytest.fixture(scope="module")

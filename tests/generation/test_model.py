@@ -12,7 +12,7 @@ import pytest
 
 from generation import Engine, SamplingParams
 from generation.model import choose_model_file, choose_onnx, default_params
-from generation.runner import cuda_device_count
+from generation.runners.session import cuda_device_count
 from tests.conftest import REPO_ROOT
 from tests.generation.conftest import PROMPTS
 from tests.generation.hub_fake import serve_repo
@@ -164,7 +164,7 @@ def test_auto_provider_falls_back_to_cpu_quietly(tiny_onnx_dir, capfd):
 
 def test_a_cuda_provider_that_cannot_start_falls_back_quietly(tiny_onnx_dir, monkeypatch, capfd):
     """Pretend a GPU is present: the real CUDA provider is then tried (and, here, fails)."""
-    import generation.runner as runner
+    import generation.runners.session as runner
 
     monkeypatch.setattr(runner, "cuda_device_count", lambda: 1)
     session, used = runner.create_session(str(tiny_onnx_dir / "model.onnx"), None)

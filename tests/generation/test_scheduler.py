@@ -55,7 +55,7 @@ def test_requests_joining_mid_flight_get_their_solo_tokens(decode_dir, make, pre
     engine = Engine.load(decode_dir, precision=precision, provider="cpu")
     # A prefill chunk shorter than the long prompt, so its prompt is fed over several steps.
     scheduler = make(engine, prefill_chunk=8)
-    assert scheduler.backend.ragged
+    assert scheduler.runner.ragged
     cases = [(PROMPTS[i % len(PROMPTS)], STRATEGIES[i % len(STRATEGIES)], 12 + 7 * i) for i in range(8)]
     handles, iters = [], []
     for prompt, params, n in cases:
@@ -93,7 +93,7 @@ def test_a_tight_row_budget_juggles_slots_and_keeps_every_result(engine, make):
 
 def test_plain_export_is_served_one_request_at_a_time(optimum_engine, make):
     scheduler = make(optimum_engine)
-    assert not scheduler.backend.ragged
+    assert not scheduler.runner.ragged
     cases = [(PROMPTS[i], STRATEGIES[i % 3], 10 + 3 * i) for i in range(4)]
     handles = [scheduler.submit(p, params, n) for p, params, n in cases]
     for (prompt, params, n), handle in zip(cases, handles, strict=True):
@@ -143,15 +143,15 @@ def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, whe
     scheduler = make()
     bad_prompt = PROMPTS[2]
     if where == "prefill":
-        real = scheduler.backend.prefill
+        real = scheduler.runner.prefill
         bad_ids = engine.encode(bad_prompt)
 
-        def prefill(slot, ids):
+        def prefill(cache, slot, ids, keep=1):
             if list(ids) == bad_ids[:len(ids)]:
                 raise RuntimeError("injected prefill failure")
-            return real(slot, ids)
+            return real(cache, slot, ids, keep)
 
-        monkeypatch.setattr(scheduler.backend, "prefill", prefill)
+        monkeypatch.setattr(scheduler.runner, "prefill", prefill)
     else:
         accept = rows.RowState.accept
 
@@ -176,13 +176,13 @@ def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, whe
 
 def test_the_time_cap_ends_a_request_with_a_prefix(engine, make, monkeypatch):
     scheduler = make(time_limit_s=0.02)
-    step = scheduler.backend.step
+    step = scheduler.runner.step
 
-    def slow_step(tokens):  # the tiny model can decode everything in 10 ms on an idle box
+    def slow_step(cache, tokens):  # the tiny model can decode everything in 10 ms on an idle box
         time.sleep(0.002)
-        return step(tokens)
+        return step(cache, tokens)
 
-    monkeypatch.setattr(scheduler.backend, "step", slow_step)
+    monkeypatch.setattr(scheduler.runner, "step", slow_step)
     n = engine.context_size - 20
     handle = scheduler.submit(PROMPTS[1], [SamplingParams()], n)
     cut = drain(handle)[0]

@@ -1,5 +1,4 @@
-"""The ONNX Runtime session of an optimum causal LM (`model.onnx`) with a KV cache, and the
-session options shared with the decode graph's runner (`decoder.py`).
+"""The runner of optimum's graph (`model.onnx`, `model_int8.onnx`...): a KV cache per request.
 
 The session is stateless; each request owns a `KVCache`. The cache lives in OrtValues that
 ONNX Runtime allocated as outputs of the previous step and that are bound, as they are, as the
@@ -11,16 +10,13 @@ longer than its `past` inputs); that one copy per step is the model's, not ours.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
-_PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
-_PRESENT = re.compile(r"^present\.(\d+)\.(key|value)$")
+from ..contract import LOGITS, OPTIMUM_PAST, OPTIMUM_PRESENT
+
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
@@ -61,10 +57,10 @@ def map_io(session: ort.InferenceSession, heads: int = 0, hidden: int = 0) -> Mo
         order = [(i, kind) for i in range(layers) for kind in ("key", "value")]
         return tuple(found[k] for k in order if k in found), layers
 
-    past, layers = layer_order(inputs, _PAST)
-    present, _ = layer_order(outputs, _PRESENT)
+    past, layers = layer_order(inputs, OPTIMUM_PAST)
+    present, _ = layer_order(outputs, OPTIMUM_PRESENT)
     issues = [f"the model has no {n!r}" for n in ("input_ids",) if n not in inputs]
-    issues += [] if "logits" in outputs else ["the model has no 'logits' output"]
+    issues += [] if LOGITS in outputs else [f"the model has no {LOGITS!r} output"]
     if not past or len(past) != 2 * layers or len(present) != len(past):
         issues.append("the model has no KV cache (past_key_values.N.key/value in, present.N.key/value out); "
                       "export it with task text-generation-with-past")
@@ -79,81 +75,15 @@ def map_io(session: ort.InferenceSession, heads: int = 0, hidden: int = 0) -> Mo
         position_ids="position_ids" if "position_ids" in inputs else None,
         past=past,
         present=present,
-        logits="logits",
+        logits=LOGITS,
         heads=int(n_heads),
         head_dim=int(head_dim),
         cache_dtype=_DTYPES.get(inputs[past[0]].type, np.float32),
     )
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def cuda_device_count() -> int:
-    """GPUs the CUDA driver sees (0 without a driver). onnxruntime-gpu lists its CUDA provider
-    even on machines without a GPU, so the provider list alone proves nothing."""
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return 0
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        if lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0:
-            return count.value
-        return 0
-    return 0
-
-
-def create_session(path: str, provider: str | None) -> tuple[ort.InferenceSession, str]:
-    """An inference session on CUDA when asked for (or, with None, when a GPU works), else CPU.
-
-    Args:
-        path: the ONNX file.
-        provider: "cpu", "cuda", or None for automatic.
-
-    Returns:
-        (session, "cuda" or "cpu": the provider that really runs it).
-
-    Raises:
-        ValueError: an unknown provider, or "cuda" where no GPU is usable.
-    """
-    if provider not in (None, "cpu", "cuda"):
-        raise ValueError(f"provider must be 'cpu', 'cuda' or None (auto), got {provider!r}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = available_cores()
-    options.inter_op_num_threads = 1
-    # Worker threads spin between ops (ONNX Runtime's default): on an idle 2-core box that is
-    # 118 vs 87 tok/s for the 125M int8 model at batch 1. Where the CPU is shared with other
-    # busy processes spinning steals their cores (57 vs 31 ms/step seen under load):
-    # GENERATION_ORT_SPINNING=0 makes idle threads sleep instead.
-    spinning = os.environ.get("GENERATION_ORT_SPINNING", "1") != "0"
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    if provider != "cpu" and cuda_device_count() > 0:
-        # A CUDA provider that cannot start (missing CUDA/cuDNN libraries) logs errors through
-        # the default logger and leaves only the CPU provider: fall back quietly.
-        ort.set_default_logger_severity(4)
-        try:
-            session = ort.InferenceSession(
-                path, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        finally:
-            ort.set_default_logger_severity(2)
-        if "CUDAExecutionProvider" in session.get_providers():
-            return session, "cuda"
-    if provider == "cuda":
-        raise ValueError("provider 'cuda' was requested but no usable CUDA GPU was found")
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]), "cpu"
-
-
 class KVCache:
-    """The optimum graph's cache seen as slots (the API of `decoder.SlotCache`), for the engine's
+    """The optimum graph's cache seen as slots (the API of `decode_graph.SlotCache`), for the engine's
     one pattern: prefill one sequence, copy it to more slots, step them, drop finished ones.
 
     The graph concatenates past and new keys, so every row holds the same number of tokens and
@@ -199,10 +129,15 @@ class KVCache:
         return value.shape[0] if isinstance(value, np.ndarray) else value.shape()[0]
 
 
-class Runner:
+class OptimumRunner:
     """An optimum causal LM session with a KV cache, driven through IO binding. It has the
     decode runner's API (`new_cache`, `prefill`, `step`) but only for sequences of one length:
     prefill into an empty cache (or more chunks of its one sequence), then step all slots."""
+
+    # Every slot of a step must hold the same number of tokens, and a prompt goes in one piece:
+    # a scheduler serves its requests one at a time.
+    ragged = False
+    chunked_prefill = False
 
     def __init__(self, session: ort.InferenceSession, provider: str, io: ModelIO):
         self.session = session
@@ -214,12 +149,16 @@ class Runner:
         """Transformer layers of the graph."""
         return len(self.io.past) // 2
 
+    def slot_bytes(self, capacity: int) -> int:
+        """Bytes of one slot's cache at `capacity` tokens (float32 keys and values)."""
+        return len(self.io.past) * self.io.heads * self.io.head_dim * capacity * 4
+
     def new_cache(self, rows: int, capacity: int) -> KVCache:
         """An empty cache of `rows` slots."""
         return KVCache(rows, capacity)
 
     def prefill(self, cache: KVCache, slot: int, token_ids, keep: int = 1) -> np.ndarray:
-        """Feed one sequence's tokens (see `decoder.DecodeRunner.prefill`).
+        """Feed one sequence's tokens (see `decode_graph.DecodeRunner.prefill`).
 
         Raises:
             ValueError: another slot holds tokens (this graph cannot mix sequences), or keep

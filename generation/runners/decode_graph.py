@@ -25,14 +25,12 @@ keeps slots 0..B-1 filled (`SlotCache.move` the last slot into a freed one) and 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
-_PAST = re.compile(r"^past_(key|value)\.(\d+)$")
-_INPUTS = ("input_ids", "position_ids", "seqlens_k", "total_sequence_length", "logits_to_keep")
+from ..contract import DECODE_INPUTS, DECODE_PAST, LOGITS, decode_past, decode_present
 
 
 @dataclass(frozen=True)
@@ -58,14 +56,15 @@ def map_decode_io(session: ort.InferenceSession) -> DecodeIO:
     """
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
-    found = {(int(m[2]), m[1]): n for n in inputs if (m := _PAST.match(n))}
+    found = {(int(m[2]), m[1]) for n in inputs if (m := DECODE_PAST.match(n))}
     layers = len(found) // 2
-    past = tuple(found.get((i, kind), "") for i in range(layers) for kind in ("key", "value"))
-    present = tuple(p.replace("past_", "present_", 1) for p in past)
-    issues = [f"the decode graph has no input {n!r}" for n in _INPUTS if n not in inputs]
-    vocab = outputs["logits"].shape[-1] if "logits" in outputs else None
+    pairs = [(kind, i) for i in range(layers) for kind in ("key", "value")]
+    past = tuple(decode_past(*p) if (p[1], p[0]) in found else "" for p in pairs)
+    present = tuple(decode_present(*p) for p in pairs)
+    issues = [f"the decode graph has no input {n!r}" for n in DECODE_INPUTS if n not in inputs]
+    vocab = outputs[LOGITS].shape[-1] if LOGITS in outputs else None
     issues += [] if isinstance(vocab, int) else [
-        "the decode graph has no 'logits' output with a fixed vocabulary size"]
+        f"the decode graph has no {LOGITS!r} output with a fixed vocabulary size"]
     if not layers or not all(past) or any(p not in outputs for p in present):
         issues.append("the decode graph lacks past_key.N/past_value.N inputs with matching "
                       "present_key.N/present_value.N outputs")
@@ -137,6 +136,10 @@ class DecodeRunner:
         provider: the provider that runs it (reported in Engine.info).
     """
 
+    # Slots of different lengths share a step, and a prompt may be fed in several chunks.
+    ragged = True
+    chunked_prefill = True
+
     def __init__(self, session: ort.InferenceSession, provider: str = "cpu"):
         self.session = session
         self.provider = provider
@@ -146,6 +149,10 @@ class DecodeRunner:
     def layers(self) -> int:
         """Transformer layers of the graph."""
         return len(self.io.past) // 2
+
+    def slot_bytes(self, capacity: int) -> int:
+        """Bytes of one slot's cache at `capacity` tokens (window caches at their window)."""
+        return sum(4 * self.io.heads * (c or capacity) * self.io.head_dim for c in self.io.capacity)
 
     def new_cache(self, rows: int, capacity: int) -> SlotCache:
         """A cache of `rows` slots of `capacity` tokens each (window caches at their window)."""
@@ -246,13 +253,12 @@ class DecodeRunner:
             # The same OrtValue in and out: the graph updates the cache in place.
             binding.bind_ortvalue_input(past, view)
             binding.bind_ortvalue_output(present, view)
-        binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        binding.bind_ortvalue_output(LOGITS, ort.OrtValue.ortvalue_from_numpy(logits))
         return binding
 
 
 def _feeds(input_ids, position_ids, seqlens_k, total: int, keep: int) -> dict[str, np.ndarray]:
     """The graph's non-cache inputs as numpy buffers (bound without copies, so rewriting them in
-    place changes what the next run reads)."""
-    return {"input_ids": input_ids, "position_ids": position_ids, "seqlens_k": seqlens_k,
-            "total_sequence_length": np.array(total, dtype=np.int32),
-            "logits_to_keep": np.array(keep, dtype=np.int64)}
+    place changes what the next run reads), keyed by the contract's names."""
+    return dict(zip(DECODE_INPUTS, (input_ids, position_ids, seqlens_k, np.array(total, dtype=np.int32),
+                                    np.array(keep, dtype=np.int64)), strict=True))

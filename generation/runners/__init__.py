@@ -1,0 +1,1 @@
+"""The model calls: one module per graph kind, behind the `base.Runner` protocol."""
