@@ -1,0 +1,13 @@
+"""A directory that one run writes: an exclusive lock on it, and publishing it whole.
+
+    with DirectoryLock(out), staged(out) as tmp:
+        ...write everything into tmp...
+    # out now holds exactly what was written, or (after a failure or a kill) what it held before
+
+`finetune` and `export` both use it; it imports nothing of the project.
+"""
+
+from .lock import DirectoryLock, LockedError
+from .publish import staged
+
+__all__ = ["DirectoryLock", "LockedError", "staged"]
