@@ -162,6 +162,10 @@ for _name in ("top-k", "top-p"):
 backend("engine 3 strategies")(_engine("engine 3 strategies", None, ("greedy", "top-k", "top-p"),
                                        per_batch_row=False))
 
+# Other engines (CTranslate2, llama.cpp) on GPT-2 124M: rows that skip unless the peers' venv runs
+# this script (bench/peers.py says how).
+from bench import peers  # noqa: E402, F401  (registers its rows after the engine's)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/decode.py", description=__doc__.split("\n")[0])
@@ -329,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": model.name, "torch_dir": str(model.torch_dir), "onnx_dir": str(model.onnx_dir),
               "command": "python bench/decode.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "machine": machine, "rows": [asdict(r) for r in rows], "memory_floor": floors,
-              "skipped": skipped,
+              "skipped": skipped, "peers": model.loaded.get("peer info", {}),
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"[bench] wrote {path}")
