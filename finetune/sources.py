@@ -28,8 +28,9 @@ Log = Callable[[str], None]
 
 
 def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(
-        path, encoding="utf-8")
+    # utf-8-sig: a leading BOM (Windows tools write one) is dropped, not read as text.
+    return gzip.open(path, "rt", encoding="utf-8-sig") if path.name.endswith(".gz") else open(
+        path, encoding="utf-8-sig")
 
 
 def read_json_list(path: Path) -> list:
@@ -58,14 +59,21 @@ def read_jsonl(path: Path) -> tuple[list, list[int]]:
         (decoded records, 1-based numbers of the non-blank lines that are not UTF-8 JSON).
 
     Raises:
-        DataError: the file cannot be read, or no line is JSON.
+        DataError: the file cannot be read, is one JSON array (not JSON lines), or no line is
+            JSON.
     """
     records, bad = [], []
     try:
         with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
             for number, raw in enumerate(f, start=1):
+                if number == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is no part of line 1
                 if not raw.strip():
                     continue
+                if not records and not bad and raw.lstrip().startswith(b"["):
+                    raise DataError(f"{path} is a JSON array, not JSON lines (one JSON object "
+                                    "per line): write one record per line, or name a file of "
+                                    "Multi-XScience release records .json")
                 try:
                     records.append(json.loads(raw.decode("utf-8")))
                 except (UnicodeDecodeError, json.JSONDecodeError):

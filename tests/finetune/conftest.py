@@ -85,3 +85,12 @@ def train_argv(data, out: Path, tokenizer: Path, scratch: Path, cache: Path, *ex
             "--from-scratch", str(scratch), "--cache-dir", str(cache), "--block-size", "32",
             "--batch-size", "4", "--gradient-accumulation-steps", "1", "--learning-rate", "3e-3",
             "--logging-steps", "5", "--min-words", "3", *extra]
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """`finetune.cli.run` replaced by a failure: for tests whose CLI call must stop before it."""
+    def never_run(*_args, **_kwargs):
+        raise AssertionError("run() started although the CLI should have refused")
+
+    monkeypatch.setattr("finetune.cli.run", never_run)

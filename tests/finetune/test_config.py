@@ -100,13 +100,8 @@ FLOAT_OPTIONS = ["--epochs", "--learning-rate", "--warmup-ratio", "--weight-deca
                  "--val-fraction", "--test-fraction", "--peak-tflops"]
 
 
-def _never_run(*_args, **_kwargs):
-    raise AssertionError("run() started although the options are invalid")
-
-
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_non_finite_float_options_are_refused_before_any_work(tmp_path, capsys, monkeypatch, value):
-    monkeypatch.setattr("finetune.cli.run", _never_run)
+def test_non_finite_float_options_are_refused_before_any_work(tmp_path, capsys, no_run, value):
     out = tmp_path / "out"
     argv = ["--output-dir", str(out)]
     for flag in FLOAT_OPTIONS:
@@ -119,8 +114,7 @@ def test_non_finite_float_options_are_refused_before_any_work(tmp_path, capsys, 
     assert len(err) == len(FLOAT_OPTIONS) and not out.exists()
 
 
-def test_a_negative_learning_rate_is_parsed_then_refused(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("finetune.cli.run", _never_run)
+def test_a_negative_learning_rate_is_parsed_then_refused(tmp_path, capsys, no_run):
     assert parse_args(["--output-dir", "o", "--learning-rate", "-1e-3"]).learning_rate == -1e-3
     assert main(["--output-dir", str(tmp_path / "o"), "--learning-rate", "-1e-3"]) == 2
     assert capsys.readouterr().err == "error: --learning-rate must be > 0 (got -0.001)\n"

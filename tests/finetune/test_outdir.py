@@ -11,12 +11,8 @@ from finetune.outdir import check_output_dir, last_complete_checkpoint
 COMPLETE = ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt")
 
 
-def _never_run(*_args, **_kwargs):
-    raise AssertionError("run() started although the paths are unusable")
-
-
-def _cli(tmp_path, capsys, monkeypatch, *argv) -> tuple[int, list[str]]:
-    monkeypatch.setattr("finetune.cli.run", _never_run)
+def _cli(tmp_path, capsys, *argv) -> tuple[int, list[str]]:
+    """`python -m finetune --data A_TXT ARGV...` (with `no_run`); (exit code, stderr lines)."""
     data = tmp_path / "data.txt"
     data.write_text("one abstract\n")
     code = main(["--data", str(data), *argv])
@@ -30,13 +26,13 @@ def _cli(tmp_path, capsys, monkeypatch, *argv) -> tuple[int, list[str]]:
     (lambda p: (p / "c").write_text("x") and ["--output-dir", str(p / "o"), "--cache-dir", str(p / "c")],
      "--cache-dir"),
 ])
-def test_unusable_paths_are_one_line_before_loading(tmp_path, capsys, monkeypatch, make, message):
-    code, err = _cli(tmp_path, capsys, monkeypatch, *make(tmp_path))
+def test_unusable_paths_are_one_line_before_loading(tmp_path, capsys, no_run, make, message):
+    code, err = _cli(tmp_path, capsys, *make(tmp_path))
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
-def test_path_and_option_problems_are_listed_together(tmp_path, capsys, monkeypatch):
-    code, err = _cli(tmp_path, capsys, monkeypatch, "--output-dir", "/dev/null/out",
+def test_path_and_option_problems_are_listed_together(tmp_path, capsys, no_run):
+    code, err = _cli(tmp_path, capsys, "--output-dir", "/dev/null/out",
                      "--cache-dir", "/dev/null/cache", "--epochs", "inf")
     assert code == 2 and err == [
         "error: --epochs must be a finite number (got inf)",
@@ -51,19 +47,19 @@ def _finished(out: Path) -> Path:
     return out
 
 
-def test_a_finished_model_is_not_overwritten_without_overwrite(tmp_path, capsys, monkeypatch):
+def test_a_finished_model_is_not_overwritten_without_overwrite(tmp_path, capsys, no_run):
     out = _finished(tmp_path / "out")
-    code, err = _cli(tmp_path, capsys, monkeypatch, "--output-dir", str(out))
+    code, err = _cli(tmp_path, capsys, "--output-dir", str(out))
     assert code == 2 and len(err) == 1 and "--overwrite" in err[0] and "model.safetensors" in err[0]
     assert (out / "model.safetensors").read_text() == "earlier run"
 
 
 def test_any_file_the_run_would_replace_is_kept_but_a_failed_start_is_not(tmp_path, capsys,
-                                                                           monkeypatch):
+                                                                           no_run):
     project = tmp_path / "project"
     project.mkdir()
     (project / "README.md").write_text("the user's own README")
-    code, err = _cli(tmp_path, capsys, monkeypatch, "--output-dir", str(project))
+    code, err = _cli(tmp_path, capsys, "--output-dir", str(project))
     assert code == 2 and len(err) == 1 and "README.md" in err[0] and "--overwrite" in err[0]
     failed = tmp_path / "failed"
     failed.mkdir()
@@ -71,7 +67,7 @@ def test_any_file_the_run_would_replace_is_kept_but_a_failed_start_is_not(tmp_pa
     check_output_dir(parse_args(["--output-dir", str(failed)]))
 
 
-def test_overwrite_lets_the_run_start_and_clears_the_earlier_run(tmp_path, capsys, monkeypatch):
+def test_overwrite_lets_the_run_start_and_clears_the_earlier_run(tmp_path):
     from finetune.outdir import clear_earlier_run
 
     out = _finished(tmp_path / "out")
@@ -107,9 +103,9 @@ def test_last_complete_checkpoint_skips_half_written_ones(tmp_path):
     assert last_complete_checkpoint(tmp_path / "none") == (None, [])
 
 
-def test_resume_with_only_an_incomplete_checkpoint_says_so(tmp_path, capsys, monkeypatch):
+def test_resume_with_only_an_incomplete_checkpoint_says_so(tmp_path, capsys, no_run):
     out = tmp_path / "out"
     _checkpoint(out, 8, files=("config.json",), state=False)
-    code, err = _cli(tmp_path, capsys, monkeypatch, "--output-dir", str(out), "--resume")
+    code, err = _cli(tmp_path, capsys, "--output-dir", str(out), "--resume")
     assert code == 2 and len(err) == 1
     assert "no complete checkpoint" in err[0] and "checkpoint-8 is incomplete" in err[0]

@@ -102,6 +102,37 @@ def test_jsonl_lines_that_are_not_utf8_are_skipped_and_named(tmp_path):
     assert sum(len(v) for v in splits.values()) == 58
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json", ".txt"])
+def test_a_utf8_bom_costs_no_record(tmp_path, suffix):
+    """Windows tools start UTF-8 files with a BOM; the first record must survive it."""
+    texts = [make_abstract(i) for i in range(40)]
+    if suffix == ".json":
+        body = json.dumps(release_records(0, 40))
+    elif suffix == ".txt":
+        body = "\n".join(texts) + "\n"
+    else:
+        body = "\n".join(json.dumps({"abstract": t}) for t in texts) + "\n"
+    data = b"\xef\xbb\xbf" + body.encode()
+    path = tmp_path / f"bom{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    plain = tmp_path / f"plain{suffix}"
+    plain.write_bytes(gzip.compress(body.encode()) if suffix.endswith(".gz") else body.encode())
+    splits = _load(path, tmp_path, val_fraction=0.2, test_fraction=0.2)
+    assert splits == _load(plain, tmp_path, val_fraction=0.2, test_fraction=0.2)
+
+
+@pytest.mark.parametrize("indent", [None, 2], ids=["one line", "pretty-printed"])
+def test_a_json_array_given_as_jsonl_is_named_so(tmp_path, indent):
+    path = tmp_path / "records.jsonl"
+    path.write_text("\ufeff" * (indent is None) + json.dumps(
+        [{"abstract": make_abstract(i)} for i in range(40)], indent=indent) + "\n")
+    with pytest.raises(DataError) as info:
+        _load(path, tmp_path)
+    message = str(info.value)
+    assert "is a JSON array, not JSON lines" in message and "fraction" not in message
+    assert "\n" not in message
+
+
 def test_overlong_abstracts_are_dropped_and_counted(tmp_path):
     texts = [make_abstract(i) for i in range(40)] + ["word " * 5000]
     path = tmp_path / "a.txt"
