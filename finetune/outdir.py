@@ -88,27 +88,48 @@ def last_complete_checkpoint(out: str | Path) -> tuple[Path | None, list[Path]]:
     return None, skipped
 
 
+def earlier_run_files(out: Path) -> list[Path]:
+    """What --overwrite deletes in `out`: checkpoints, then an earlier run's result files."""
+    return checkpoints(out) + [out / name for name in END_FILES + START_FILES
+                               if (out / name).is_file()]
+
+
+def _deleted_by_overwrite(out: Path, most: int = 6) -> str:
+    """"--overwrite deletes checkpoint-8, metrics.json and 3 more" for the error messages."""
+    names = [p.name for p in earlier_run_files(out)]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return "--overwrite deletes " + ", ".join(names[:most]) + more
+
+
 def check_output_dir(cfg: FinetuneConfig) -> None:
     """--resume needs a complete checkpoint; a fresh run must not reuse an earlier one's dir.
 
     Raises:
-        ConfigError: the output directory does not fit the options.
+        ConfigError: the output directory does not fit the options; the message says what
+            --overwrite would delete.
     """
     out = Path(cfg.output_dir)
     found = checkpoints(out)
     if cfg.resume:
         last, skipped = last_complete_checkpoint(out)
         if last is None:
-            incomplete = f" ({', '.join(p.name for p in skipped)} is incomplete)" if skipped else ""
-            raise ConfigError(f"--resume: no complete checkpoint-* directory in {out}{incomplete}; "
-                              "pass --overwrite instead of --resume to start afresh")
+            incomplete = (f" ({', '.join(p.name for p in skipped)} is incomplete: a run cut short "
+                          "while saving it)") if skipped else ""
+            deletes = f" ({_deleted_by_overwrite(out)})" if earlier_run_files(out) else ""
+            start = f"; pass --overwrite instead of --resume to start afresh{deletes}"
+            raise ConfigError(f"--resume: no complete checkpoint-* directory in {out}"
+                              f"{incomplete}, so there is nothing to resume{start}")
         return
     if cfg.overwrite:
         return
     if found:
-        raise ConfigError(f"{out} already holds checkpoints ({found[0].name}): pass --resume to "
-                          "continue that run, --overwrite to start afresh, or choose another "
-                          "--output-dir")
+        complete = last_complete_checkpoint(out)[0]
+        advice = (f"pass --resume to continue that run from {complete.name}, or --overwrite to "
+                  "start afresh" if complete else "none is complete (a run cut short while "
+                  "saving), so there is nothing to resume: pass --overwrite to start afresh")
+        raise ConfigError(f"{out} already holds checkpoints ({found[0].name}"
+                          f"{'' if complete else ', incomplete'}): {advice} "
+                          f"({_deleted_by_overwrite(out)}), or choose another --output-dir")
     present = [name for name in END_FILES if (out / name).exists()]
     if present:
         raise ConfigError(f"{out} already holds a model or files this run would replace "
@@ -124,9 +145,7 @@ def clear_earlier_run(cfg: FinetuneConfig, log: Callable[[str], None]) -> None:
     """
     if not cfg.overwrite:
         return
-    out = Path(cfg.output_dir)
-    stale = checkpoints(out) + [out / name for name in END_FILES + START_FILES
-                                if (out / name).is_file()]
+    stale = earlier_run_files(Path(cfg.output_dir))
     for path in stale:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if stale:

@@ -106,6 +106,25 @@ def test_last_complete_checkpoint_skips_half_written_ones(tmp_path):
 def test_resume_with_only_an_incomplete_checkpoint_says_so(tmp_path, capsys, no_run):
     out = tmp_path / "out"
     _checkpoint(out, 8, files=("config.json",), state=False)
+    (out / "finetune_config.json").write_text("{}")
     code, err = _cli(tmp_path, capsys, "--output-dir", str(out), "--resume")
     assert code == 2 and len(err) == 1
     assert "no complete checkpoint" in err[0] and "checkpoint-8 is incomplete" in err[0]
+    # What --overwrite would delete, and that it does: not a bare pointer to the other flag.
+    assert "--overwrite deletes checkpoint-8, finetune_config.json" in err[0], err[0]
+
+
+def test_a_plain_run_beside_only_incomplete_checkpoints_is_not_sent_to_resume(tmp_path, capsys,
+                                                                              no_run):
+    out = tmp_path / "out"
+    _checkpoint(out, 8, files=("config.json",), state=False)
+    _checkpoint(out, 4, files=COMPLETE, state=False)
+    code, err = _cli(tmp_path, capsys, "--output-dir", str(out))
+    assert code == 2 and len(err) == 1
+    assert "--resume" not in err[0] and "incomplete" in err[0], err[0]
+    assert "--overwrite deletes checkpoint-8, checkpoint-4" in err[0], err[0]
+    # With a complete one, --resume is the advice, and --overwrite still says what it deletes.
+    _checkpoint(out, 2)
+    code, err = _cli(tmp_path, capsys, "--output-dir", str(out))
+    assert code == 2 and "pass --resume" in err[0]
+    assert "--overwrite deletes checkpoint-8, checkpoint-4, checkpoint-2" in err[0], err[0]
