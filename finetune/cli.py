@@ -19,6 +19,7 @@ from finetune.outdir import (
     last_complete_checkpoint,
     path_issues,
 )
+from rundir import DirectoryLock, LockedError
 
 DESCRIPTION = """Fine-tune (or train from scratch) a GPT-Neo causal LM on scientific abstracts.
 Writes a Hugging Face model directory: config.json, model.safetensors, generation_config.json,
@@ -79,7 +80,8 @@ def is_main_process() -> bool:
 
 
 def check_options(cfg: FinetuneConfig) -> None:
-    """Every option and path problem in one error; then whether --output-dir fits the run.
+    """Every option and path problem in one error (the output directory's content is checked
+    later, by `check_output_dir`, once the lock is held).
 
     Raises:
         ConfigError: one problem per line.
@@ -91,7 +93,29 @@ def check_options(cfg: FinetuneConfig) -> None:
         issues = str(err).splitlines() + issues
     if issues:
         raise ConfigError("\n".join(issues))
-    check_output_dir(cfg)
+
+
+def claim_output_dir(cfg: FinetuneConfig) -> DirectoryLock | None:
+    """Lock --output-dir for this run (on rank 0; the other ranks write nothing of their own),
+    then check that its content fits the options.
+
+    Returns:
+        The held lock (release it when the run ends), or None on other ranks.
+
+    Raises:
+        LockedError: another live run holds the directory.
+        ConfigError: the directory's content does not fit the options.
+    """
+    lock = DirectoryLock(cfg.output_dir, what="finetune run") if is_main_process() else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        check_output_dir(cfg)
+    except ConfigError:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
         check_options(cfg)
-    except ConfigError as err:
+        lock = claim_output_dir(cfg)  # before any work: a second run is refused at once
+    except (ConfigError, LockedError) as err:
         print("\n".join(f"error: {line}" for line in str(err).splitlines()), file=sys.stderr)
         return 2
     log = print if is_main_process() else (lambda _msg: None)
@@ -112,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 

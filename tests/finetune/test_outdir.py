@@ -1,12 +1,18 @@
 """The output and cache directories: checked before anything loads, never silently reused."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from finetune.cli import main, parse_args
 from finetune.outdir import check_output_dir, last_complete_checkpoint
+from tests.conftest import REPO_ROOT
+from tests.finetune.conftest import train_argv
 
 COMPLETE = ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt")
 
@@ -128,3 +134,67 @@ def test_a_plain_run_beside_only_incomplete_checkpoints_is_not_sent_to_resume(tm
     code, err = _cli(tmp_path, capsys, "--output-dir", str(out))
     assert code == 2 and "pass --resume" in err[0]
     assert "--overwrite deletes checkpoint-8, checkpoint-4, checkpoint-2" in err[0], err[0]
+
+
+@pytest.mark.parametrize(("rank", "refused"), [(None, True), ("0", True), ("1", False)])
+def test_a_locked_output_dir_is_refused_first_on_rank_0_only(tmp_path, capsys, monkeypatch,
+                                                              rank, refused):
+    """The lock is taken before the directory checks (a held lock, not the other run's
+    checkpoints, is the reason given); under torchrun only rank 0 takes it."""
+    from rundir import DirectoryLock
+
+    started = []
+    monkeypatch.setattr("finetune.cli.run", lambda cfg, log: started.append(cfg))
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    out = tmp_path / "out"
+    _checkpoint(out, 4)  # the running run's checkpoint
+    data = tmp_path / "data.txt"
+    data.write_text("one abstract\n")
+    with DirectoryLock(out, what="finetune run"):
+        code = main(["--data", str(data), "--output-dir", str(out), "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    if refused:
+        assert code == 2 and len(err) == 1 and not started, err
+        assert "is in use by another finetune run" in err[0] and str(os.getpid()) in err[0]
+    else:
+        assert code == 0 and len(started) == 1, err
+
+
+@pytest.mark.slow
+def test_a_second_finetune_into_one_output_dir_is_refused_at_once(tmp_path, release_dir,
+                                                                  tiny_tokenizer_dir, scratch_json):
+    """Two real `python -m finetune` processes: the second exits 2 with one line while the
+    first keeps running; once the first is killed (-9), nothing stays locked."""
+    from rundir import DirectoryLock
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RANK", None)
+
+    def argv(seed):
+        return [sys.executable, "-m", "finetune", *train_argv(
+            release_dir, out, tiny_tokenizer_dir, scratch_json, tmp_path / "cache",
+            "--max-steps", "100000", "--eval-steps", "100000", "--seed", str(seed))]
+
+    first = subprocess.Popen(argv(1), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "finetune_config.json").is_file():  # well into its work
+            assert first.poll() is None and time.monotonic() < deadline, "first run did not start"
+            time.sleep(0.2)
+        second = subprocess.run(argv(2), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+    err = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(err) == 1, second.stderr[-2000:]
+    assert err[0].startswith(f"error: {out} is in use by another finetune run (pid {first.pid} ")
+    assert json.loads((out / "finetune_config.json").read_text())["seed"] == 1
+    with DirectoryLock(out, what="finetune run"):  # the killed run left no stuck lock
+        pass
