@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 import typing
@@ -14,12 +15,16 @@ from pathlib import Path
 from finetune.config import MULTI_XSCIENCE, ConfigError, FinetuneConfig, TrainingDiverged, validate
 from finetune.data import DataError
 from finetune.outdir import (
+    FINAL_STAGE,
     check_output_dir,
     clear_earlier_run,
+    final_stage,
     last_complete_checkpoint,
     path_issues,
+    publish_final,
+    write_json_atomic,
 )
-from rundir import DirectoryLock, LockedError
+from rundir import DirectoryLock, LockedError, disk_full, disk_full_message
 
 DESCRIPTION = """Fine-tune (or train from scratch) a GPT-Neo causal LM on scientific abstracts.
 Writes a Hugging Face model directory: config.json, model.safetensors, generation_config.json,
@@ -137,10 +142,26 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        print(f"error: {disk_full_message(_written_path(err, cfg), 'the finetune run')}; what "
+              "was written before stays (complete checkpoints can be continued with --resume)",
+              file=sys.stderr)
+        return 2
     finally:
         if lock is not None:
             lock.release()
     return 0
+
+
+def _written_path(err: BaseException, cfg: FinetuneConfig) -> str:
+    """Where a full disk struck: the file an OSError names (the cache, say), else --output-dir."""
+    while err is not None:
+        if isinstance(err, OSError) and err.filename:
+            return str(err.filename)
+        err = err.__cause__ or err.__context__
+    return cfg.output_dir
 
 
 def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
@@ -185,12 +206,22 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     after = _perplexities(trainer, blocks)
     check_finite(after)  # before save_model: a diverged model is never written as the result
     tidy_for_saving(trainer.model)
-    trainer.save_model(str(out))  # the best checkpoint's weights (load_best_model_at_end)
-    trainer.save_state()
-    metrics = None
-    if trainer.is_world_process_zero():
-        metrics = _finish(cfg, trainer, result, before, after, splits, blocks, start,
-                          tokens_at_start, log)
+    main_process = trainer.is_world_process_zero()
+    stage = final_stage(out) if main_process else out / FINAL_STAGE
+    try:
+        trainer.save_model(str(stage))  # the best checkpoint's weights (load_best_model_at_end)
+        metrics = None
+        if main_process:
+            trainer.state.save_to_json(str(stage / "trainer_state.json"))  # as save_state()
+            metrics = _finish(cfg, trainer, result, before, after, splits, blocks, start,
+                              tokens_at_start, stage)
+            publish_final(stage, out)
+    except BaseException:
+        if main_process:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if main_process:
+        _report(cfg, metrics, before, after, log)
     # Other ranks wait for rank 0's card and push, then everyone leaves the process group
     # (a gloo rank exiting while a peer still works aborts with "terminate called ...").
     trainer.accelerator.wait_for_everyone()
@@ -231,7 +262,7 @@ def _baseline(cfg, trainer, blocks, write: bool) -> dict:
         return json.loads(path.read_text())
     before = _perplexities(trainer, blocks)
     if write:
-        path.write_text(json.dumps(before, indent=2) + "\n")
+        write_json_atomic(path, before)  # --resume reads it back: never half a file
     return before
 
 
@@ -254,13 +285,14 @@ def _tokens_in(checkpoint: Path | None) -> int:
     return int(json.loads(state.read_text()).get("num_input_tokens_seen", 0))
 
 
-def _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_at_start, log):
+def _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_at_start,
+            folder: Path) -> dict:
+    """Write metrics.json, loss.png and the model card into `folder`; return the metrics."""
     from finetune.card import plot_loss, write_card, write_metrics
     from finetune.speed import SpeedCallback
     from finetune.train import hardware_info
 
     speed = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SpeedCallback))
-    out = Path(cfg.output_dir)
     state = trainer.state
     runtime = result.metrics.get("train_runtime", 0.0)
     data_path = Path(cfg.data)
@@ -288,11 +320,17 @@ def _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_a
             "block_size": cfg.block_size,
         },
     }
-    write_metrics(out, metrics)
+    write_metrics(folder, metrics)
     # train() starts a fresh log history, so the starting model's loss is added as step 0.
     plot_loss([{"step": 0, "eval_loss": before["validation_loss"]}, *state.log_history],
-              out / "loss.png")
-    write_card(out, cfg.push_to_hub or str(out), metrics, cfg.to_dict())
+              folder / "loss.png")
+    write_card(folder, cfg.push_to_hub or str(Path(cfg.output_dir)), metrics, cfg.to_dict())
+    return metrics
+
+
+def _report(cfg, metrics, before, after, log) -> None:
+    """The result lines, then the push of the published model directory (--push-to-hub)."""
+    out = Path(cfg.output_dir)
     for split in ("validation", "test"):
         log(f"finetune: {split} perplexity {before[f'{split}_perplexity']:.2f} → "
             f"{after[f'{split}_perplexity']:.2f}")
@@ -302,4 +340,3 @@ def _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_a
         from finetune.hub import push_to_hub
 
         log(f"finetune: pushed to {push_to_hub(out, cfg.push_to_hub, cfg.private)}")
-    return metrics

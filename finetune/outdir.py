@@ -7,6 +7,7 @@ download and a tokenization.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -28,6 +29,9 @@ START_FILES = ("finetune_config.json", "baseline_metrics.json")
 # lacks one (or whose state does not parse) was cut short, e.g. by `kill -9`.
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# The finished model is written here first (hidden: no loader looks inside) and its files are
+# moved into --output-dir only once all of them are written, config.json last.
+FINAL_STAGE = ".final.partial"
 
 
 def path_issues(cfg: FinetuneConfig) -> list[str]:
@@ -89,9 +93,43 @@ def last_complete_checkpoint(out: str | Path) -> tuple[Path | None, list[Path]]:
 
 
 def earlier_run_files(out: Path) -> list[Path]:
-    """What --overwrite deletes in `out`: checkpoints, then an earlier run's result files."""
+    """What --overwrite deletes in `out`: checkpoints, an earlier run's result files and the
+    staging folder of a run killed while saving its model."""
     return checkpoints(out) + [out / name for name in END_FILES + START_FILES
-                               if (out / name).is_file()]
+                               if (out / name).is_file()] + [
+        p for p in [out / FINAL_STAGE] if p.is_dir()]
+
+
+def final_stage(out: Path) -> Path:
+    """An empty staging folder for the finished model (a killed run's leftover is removed)."""
+    stage = Path(out) / FINAL_STAGE
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def publish_final(stage: Path, out: Path) -> None:
+    """Move every file of `stage` into `out`, then remove `stage`.
+
+    config.json goes first out of `out` and last into it: whenever `out` has a config.json,
+    every final file beside it is this run's (a loader needs config.json to take the folder
+    for a model). Renames within one file system: nothing is copied, no space is needed.
+    """
+    (out / "config.json").unlink(missing_ok=True)
+    files = sorted(stage.iterdir(), key=lambda p: (p.name == "config.json", p.name))
+    for path in files:
+        os.replace(path, out / path.name)
+    stage.rmdir()
+
+
+def write_json_atomic(path: Path, value) -> None:
+    """Write JSON through a temporary sibling, so a full disk never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_text(json.dumps(value, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _deleted_by_overwrite(out: Path, most: int = 6) -> str:

@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import subprocess
 
 import pytest
 import torch
@@ -181,11 +182,8 @@ def test_a_diverging_run_stops_with_one_line_and_writes_no_model(tmp_path, capsy
                       "--max-steps", "12", "--eval-steps", "6", "--logging-steps", "1")
     argv[argv.index("--learning-rate") + 1] = "1e30"
     code = main(argv)
-    # Trainer's progress bars share stderr (redrawn with \r, no newline before our line).
-    text = capsys.readouterr().err
-    errors = re.findall(r"error: [^\r\n]*", text)
-    assert code == 1 and "Traceback" not in text
-    assert len(errors) == 1 and errors[0].startswith("error: training diverged: loss is nan")
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 1 and line.startswith("error: training diverged: loss is nan")
     assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
 
 
@@ -204,3 +202,89 @@ def test_bf16_precision_trains_on_cpu_with_fp32_weights(tmp_path, release_dir, t
     assert metrics["hardware"]["precision"] == "bf16"
     assert metrics["after"]["validation_loss"] < metrics["before"]["validation_loss"]
     assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.float32}
+
+
+def _one_error_line(text: str) -> str:
+    """The single `error: ...` line of stderr (Trainer's progress bars share it, with \\r)."""
+    errors = re.findall(r"error: [^\r\n]*", text)
+    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
+    return errors[0]
+
+
+def _nothing_loadable(out) -> None:
+    """No final model a later load would take as complete, and no staging folder left over."""
+    assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
+    assert not (out / "metrics.json").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises((OSError, ValueError)):  # no config.json: not a model
+        AutoModelForCausalLM.from_pretrained(out)
+
+
+def test_a_full_disk_at_the_tokenizer_save_is_one_line_and_leaves_no_model(
+        tmp_path, capsys, monkeypatch, release_dir, tiny_tokenizer_dir, scratch_json):
+    """The tokenizers library reports a full disk as `Exception: No space left on device`,
+    after the weights and config.json were written: faked here, at that very call."""
+    from transformers import PreTrainedTokenizerBase
+
+    def full(self, *args, **kwargs):
+        raise Exception("No space left on device (os error 28)")
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", full)
+    out = tmp_path / "out"
+    code = main(train_argv(release_dir, out, tiny_tokenizer_dir, scratch_json, tmp_path / "cache",
+                           "--max-steps", "4", "--eval-steps", "2", "--report-to", "none"))
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and line.startswith("error: the disk is full") and str(out) in line, line
+    _nothing_loadable(out)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 30 MB tmpfs (skipped where mounting is not permitted)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+class FillDisk(TrainerCallback):
+    """Fills the disk holding `folder` when training ends, just before the final save."""
+
+    def __init__(self, folder):
+        self.filler = folder / "filler.bin"
+
+    def on_train_end(self, args, state, control, **kwargs):
+        block = b"\0" * (1 << 16)
+        with open(self.filler, "wb") as f:
+            try:
+                while True:
+                    f.write(block)
+                    f.flush()
+            except OSError:
+                pass
+
+
+def test_a_real_full_disk_at_the_final_save_is_one_line_and_resume_finishes(
+        small_disk, tmp_path, capsys, monkeypatch, release_dir, tiny_tokenizer_dir, scratch_json):
+    import finetune.train
+
+    real = finetune.train.make_trainer
+    fill = FillDisk(small_disk)
+    monkeypatch.setattr(finetune.train, "make_trainer", lambda *a, **k: real(
+        *a[:5], [*(a[5] if len(a) > 5 else k.get("callbacks", ())), fill]))
+    out = small_disk / "out"
+    argv = train_argv(release_dir, out, tiny_tokenizer_dir, scratch_json, tmp_path / "cache",
+                      "--max-steps", "6", "--eval-steps", "3", "--report-to", "none")
+    code = main(argv)
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and line.startswith("error: the disk is full") and str(out) in line, line
+    _nothing_loadable(out)
+    # The checkpoints written before the disk filled are complete: free space, --resume.
+    monkeypatch.setattr(finetune.train, "make_trainer", real)
+    fill.filler.unlink()
+    assert main([*argv, "--resume"]) == 0
+    assert AutoModelForCausalLM.from_pretrained(out).config.window_size == 8
