@@ -9,8 +9,6 @@ holds a Hugging Face token is refused.
 
 from __future__ import annotations
 
-import json
-import re
 import shlex
 import shutil
 import sys
@@ -18,23 +16,20 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from generation.contract import DECODE_JSON
-from generation.model import choose_model_file
 from space.card import DEFAULT_TITLE, PLACEHOLDER_SPACE_ID, CardInfo, render_card
 from space.errors import UserError
+from space.model_files import ENGINE_FILES, OPTIONAL_ENGINE_FILES, copy_sparse, engine_files
+from space.sizes import check_limits
 from space.source import check_imports, code_files, with_default_model
+from space.tokens import holds_token
+
+__all__ = ["ENGINE_FILES", "OPTIONAL_ENGINE_FILES", "Bundle", "BundleOptions", "build_bundle"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBED_DIR = "model"
-# Without a decode graph (decode.json), the engine's default: int8 when present, else fp32.
-ONNX_PREFERENCE = ("model_int8.onnx", "model.onnx")
-ENGINE_FILES = ("config.json", "tokenizer.json")
-OPTIONAL_ENGINE_FILES = ("generation_config.json",)  # the engine's sampling defaults
 # Distribution names whose installed versions pin the Space's requirements.txt.
 RUNTIME_PACKAGES = ("tokenizers", "numpy", "huggingface_hub")
 ONNXRUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu")
-# A Hugging Face user access token ("hf_" + 34 letters and digits today).
-HF_TOKEN_PATTERN = re.compile(rb"hf_[A-Za-z0-9]{30,}")
 
 
 @dataclass
@@ -58,10 +53,12 @@ class BundleOptions:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A built Space repository: its folder and every file in it with its size in bytes."""
+    """A built Space repository: its folder, every file in it with its size in bytes, and
+    what the user should know about it (e.g. over a Space's soft size limit)."""
 
     path: Path
     files: list[tuple[str, int]]
+    warnings: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -92,59 +89,6 @@ def repo_id_problem(repo_id: str, *, need_namespace: bool) -> str | None:
     except HFValidationError as err:
         return str(err)
     return None
-
-
-def find_onnx_dir(model_dir: Path) -> Path | None:
-    """The folder holding the ONNX files: the dir itself (export layout) or its `onnx/`."""
-    for candidate in (model_dir, model_dir / "onnx"):
-        if (candidate / DECODE_JSON).is_file() or any(
-                (candidate / name).is_file() for name in ONNX_PREFERENCE):
-            return candidate
-    return None
-
-
-def engine_files(model_dir: Path) -> list[Path]:
-    """The files the engine needs to serve `model_dir`, at its default precision.
-
-    Args:
-        model_dir: an export dir, or a model repo with its ONNX files in `onnx/`.
-
-    Returns:
-        The ONNX file the engine would load (the decode graph named by decode.json's default,
-        with decode.json, where the export has one; else optimum's int8 or fp32 file), its
-        external-data file if any, config.json, tokenizer.json and, when present,
-        generation_config.json.
-
-    Raises:
-        UserError: no ONNX file, or a required config/tokenizer file is missing.
-    """
-    onnx_dir = find_onnx_dir(model_dir)
-    if onnx_dir is None:
-        raise UserError(f"{model_dir} holds no {DECODE_JSON} or {' or '.join(ONNX_PREFERENCE)} "
-                        "(nor in onnx/): export it first with `python -m export`")
-    names = [p.name for p in onnx_dir.iterdir() if p.is_file()]
-    try:
-        rel, _, meta = choose_model_file(
-            names, None, True, lambda name: json.loads((onnx_dir / name).read_text()))
-    except ValueError as err:
-        raise UserError(f"{onnx_dir}: {err}") from None
-    chosen = onnx_dir / rel
-    files = [chosen] + sorted(
-        p for p in onnx_dir.iterdir()
-        if p.is_file() and p.name in (chosen.name + "_data", chosen.name + ".data")
-    )
-    if meta is not None:
-        files.append(onnx_dir / DECODE_JSON)
-    missing = []
-    for name in ENGINE_FILES + OPTIONAL_ENGINE_FILES:
-        found = next((d / name for d in (onnx_dir, model_dir) if (d / name).is_file()), None)
-        if found is not None:
-            files.append(found)
-        elif name in ENGINE_FILES:
-            missing.append(name)
-    if missing:
-        raise UserError(f"{onnx_dir} lacks {', '.join(missing)}, which the engine needs")
-    return files
 
 
 def runtime_requirements(gpu: bool) -> list[str]:
@@ -230,9 +174,10 @@ def build_bundle(options: BundleOptions, token: str | None = None) -> Bundle:
         The bundle: its folder and its files with sizes.
 
     Raises:
-        UserError: bad options, a model dir without the engine's files, code that imports
-            a package the Space would not install, or a file holding a token (then nothing
-            is left in the output folder).
+        UserError: bad options, a model dir without the engine's files or with one that leads
+            out of it (a symlink), a bundle over the Hub's or a Space's size limits, code that
+            imports a package the Space would not install, or a file holding a token (then
+            nothing is left in the output folder).
     """
     validate(options)
     source = Path(options.source_root)
@@ -240,10 +185,26 @@ def build_bundle(options: BundleOptions, token: str | None = None) -> Bundle:
     code = code_files(source)
     check_imports(source, code)
     requirements = runtime_requirements(options.gpu)
+    warnings = check_limits([(f"{EMBED_DIR}/{p.name}", p.stat().st_size) for p in model_files]
+                            + [(rel.as_posix(), (source / rel).stat().st_size) for rel in code])
 
     out = Path(options.output_dir)
     existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(options, out, source, code, model_files, requirements)
+        bundle = Bundle(out, list_files(out), tuple(warnings))
+        refuse_tokens(bundle, _stored_token() if token is None else token)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        if existed:
+            out.mkdir()
+        raise
+    return bundle
+
+
+def _write(options: BundleOptions, out: Path, source: Path, code: list[Path],
+           model_files: list[Path], requirements: list[str]) -> None:
     for rel in code:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         text = (source / rel).read_text(encoding="utf-8")
@@ -253,18 +214,9 @@ def build_bundle(options: BundleOptions, token: str | None = None) -> Bundle:
     if model_files:
         (out / EMBED_DIR).mkdir()
         for path in model_files:
-            shutil.copyfile(path, out / EMBED_DIR / path.name)
+            copy_sparse(path, out / EMBED_DIR / path.name)
     (out / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
     (out / "README.md").write_text(render_card(_card_info(options)), encoding="utf-8")
-    bundle = Bundle(out, list_files(out))
-    try:
-        refuse_tokens(bundle, _stored_token() if token is None else token)
-    except UserError:
-        shutil.rmtree(out)
-        if existed:
-            out.mkdir()
-        raise
-    return bundle
 
 
 def _stored_token() -> str | None:
@@ -274,15 +226,14 @@ def _stored_token() -> str | None:
 
 
 def refuse_tokens(bundle: Bundle, token: str | None) -> None:
-    """Refuse a bundle in which any file holds `token` or anything shaped like an HF token.
+    """Refuse a bundle in which any file holds `token` or anything shaped like an HF token,
+    raw or in any JSON spelling (`space.tokens`), reading each file in chunks.
 
     Raises:
         UserError: naming the first such file (never the token).
     """
-    needle = token.encode() if token else None
     for rel, _ in bundle.files:
-        data = (bundle.path / rel).read_bytes()
-        if (needle and needle in data) or HF_TOKEN_PATTERN.search(data):
+        if holds_token(bundle.path / rel, token or None):
             raise UserError(f"refusing to build: {rel} contains a Hugging Face token")
 
 

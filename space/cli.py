@@ -62,6 +62,8 @@ def _build(args: argparse.Namespace, command: str) -> int:
         print(f"  {size:>12,}  {rel}")
     print(f"Bundle: {len(bundle.files)} files, {human(bundle.total_bytes)} "
           f"({bundle.total_bytes:,} bytes) in {bundle.path}")
+    for line in bundle.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if args.measure_install:
         size = installed_bytes(bundle.path / "requirements.txt")
         print(f"Installed size of requirements.txt (pip install --target): {human(size)}")

@@ -166,6 +166,8 @@ def _describe(bundle: Bundle, options: DeployOptions, say: Callable[[str], None]
         "(any other file in the Space is deleted):")
     for rel, size in bundle.files:
         say(f"  {size:>12,}  {rel}")
+    for line in bundle.warnings:
+        say(f"warning: {line}")
     say("Model: embedded in model/ (no MODEL_ID variable)" if options.embed_model
         else f"Space variable: MODEL_ID={options.model}")
 

@@ -1,4 +1,5 @@
-"""How big the bundle is, and how much its requirements take once installed."""
+"""How big the bundle is, whether the Hub and a Space take it, and how much its requirements
+take once installed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from space.errors import UserError
+
+# The Hub refuses a single file over 50 GB ("Per file: 50GB max, 20GB recommended",
+# https://huggingface.co/docs/hub/storage-limits; files over 10 MB go through LFS/Xet, which
+# upload_folder does by itself). A free Space runs on 50 GB of ephemeral disk, which the repo
+# must fit in (https://huggingface.co/docs/hub/spaces-storage). The Hub documents no repo size
+# for Spaces, but Space repos of about 1 GB are widely reported to be where uploads and builds
+# start failing (e.g. "Hugging Face Spaces have a 1GB storage limit for uploaded files",
+# huggingface.co/spaces/ibagur/cfm_topic_classifier/HF_DOWNLOAD_STRATEGY.md): warn there.
+HUB_FILE_LIMIT = 50 * 10**9
+SPACE_DISK_LIMIT = 50 * 10**9
+SPACE_SOFT_LIMIT = 1 * 2**30
 
 
 def human(size: int) -> str:
@@ -16,6 +30,39 @@ def human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def gb(size: int) -> str:
+    """A byte count in decimal GB, as the Hub's limits are written ("51.0 GB")."""
+    return f"{size / 1e9:.1f} GB"
+
+
+def check_limits(files: list[tuple[str, int]]) -> list[str]:
+    """Refuse a bundle the Hub or a free Space cannot take; warn about one that is too big.
+
+    Args:
+        files: (path in the bundle, size in bytes) of every file.
+
+    Returns:
+        Warning lines (empty when the bundle is comfortably small).
+
+    Raises:
+        UserError: a file over the Hub's per-file limit, or a bundle over a Space's disk.
+    """
+    over = [(rel, size) for rel, size in files if size > HUB_FILE_LIMIT]
+    if over:
+        rel, size = over[0]
+        raise UserError(f"refusing to build: {rel} is {gb(size)}, over the Hub's "
+                        f"{gb(HUB_FILE_LIMIT)} per-file limit")
+    total = sum(size for _, size in files)
+    if total > SPACE_DISK_LIMIT:
+        raise UserError(f"refusing to build: the bundle is {gb(total)}, over the "
+                        f"{gb(SPACE_DISK_LIMIT)} disk of a Space")
+    if total > SPACE_SOFT_LIMIT:
+        return [f"the bundle is {human(total)}, over the {human(SPACE_SOFT_LIMIT)} soft limit "
+                "at which Space uploads and builds are reported to fail: push the model to a "
+                "model repo and deploy without --embed-model"]
+    return []
 
 
 def tree_bytes(folder: Path) -> int:

@@ -3,6 +3,7 @@ and a recording stand-in for the Hugging Face Hub client (the Hub is out of reac
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -103,3 +104,34 @@ class RecordingHub:
     @property
     def names(self) -> list[str]:
         return [name for name, _, _ in self.calls]
+
+
+def write_graph(path: Path, external: str | None = None) -> Path:
+    """A minimal valid ONNX file (one Identity of a 4-float initializer); with `external`, the
+    initializer's bytes live in that file beside it (ONNX external data)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(4, dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+                              [weight])
+    model = helper.make_model(graph, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, str(path), save_as_external_data=bool(external),
+                    location=external, size_threshold=0)
+    return path
+
+
+def decode_export(folder: Path, graph_names=("decode_int4.onnx",), default="int4") -> Path:
+    """An export folder with decode.json naming real (tiny) graphs, and the engine's files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in graph_names:
+        write_graph(folder / name)
+        files[name.removeprefix("decode_").removesuffix(".onnx")] = name
+    (folder / "decode.json").write_text(json.dumps({"format": 1, "default": default,
+                                                    "files": files}))
+    for name in ("config.json", "tokenizer.json"):
+        (folder / name).write_text(json.dumps({"name": name}))
+    return folder

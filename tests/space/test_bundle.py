@@ -18,7 +18,7 @@ from space.cli import main
 from space.errors import UserError
 from space.source import with_default_model
 from tests.conftest import REPO_ROOT
-from tests.space.conftest import front_matter
+from tests.space.conftest import front_matter, write_graph
 
 HUB_ID = "someone/neo-xscience"
 REQUIRED_KEYS = {
@@ -139,9 +139,10 @@ def test_embed_prefers_int8_and_keeps_external_data(tmp_path, layout):
     model = tmp_path / "model"
     onnx = model if layout == "export" else model / "onnx"
     onnx.mkdir(parents=True)
-    for name in ("model.onnx", "model_int8.onnx", "model_int8.onnx_data", "model_int4.onnx",
-                 "export_report.json", "README.md", *ENGINE_FILES):  # no generation_config
+    for name in ("model.onnx", "model_int4.onnx", "export_report.json", "README.md",
+                 *ENGINE_FILES):  # no generation_config
         (onnx / name).write_text(name)
+    write_graph(onnx / "model_int8.onnx", external="model_int8.onnx_data")  # optimum's name
     (model / "model.safetensors").write_text("pytorch weights")
     bundle = build_bundle(BundleOptions(model=str(model), output_dir=tmp_path / "b",
                                         embed_model=True))
@@ -154,8 +155,9 @@ def test_embed_takes_the_default_decode_graph_and_decode_json(tmp_path):
     model = tmp_path / "export"
     model.mkdir()
     for name in ("model.onnx", "model_int8.onnx", "decode_fp32.onnx", "decode_int4.onnx",
-                 "decode_int8.onnx", *ENGINE_FILES):
+                 *ENGINE_FILES):
         (model / name).write_text(name)
+    write_graph(model / "decode_int8.onnx")  # the one graph the engine loads is parsed
     (model / "decode.json").write_text(json.dumps({"format": 1, "default": "int8", "files": {
         "fp32": "decode_fp32.onnx", "int8": "decode_int8.onnx", "int4": "decode_int4.onnx"}}))
     bundle = build_bundle(BundleOptions(model=str(model), output_dir=tmp_path / "b",
