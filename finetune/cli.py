@@ -6,22 +6,19 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 import typing
 from pathlib import Path
 
-from finetune.config import MULTI_XSCIENCE, ConfigError, FinetuneConfig, TrainingDiverged, validate
+from finetune.config import ConfigError, FinetuneConfig, TrainingDiverged, validate
 from finetune.data import DataError
+from finetune.finish import report, write_final
 from finetune.outdir import (
-    FINAL_STAGE,
     check_output_dir,
     clear_earlier_run,
-    final_stage,
     last_complete_checkpoint,
     path_issues,
-    publish_final,
     write_json_atomic,
 )
 from rundir import DirectoryLock, LockedError, disk_full, disk_full_message
@@ -206,22 +203,10 @@ def run(cfg: FinetuneConfig, log=print, callbacks=()) -> dict | None:
     after = _perplexities(trainer, blocks)
     check_finite(after)  # before save_model: a diverged model is never written as the result
     tidy_for_saving(trainer.model)
-    main_process = trainer.is_world_process_zero()
-    stage = final_stage(out) if main_process else out / FINAL_STAGE
-    try:
-        trainer.save_model(str(stage))  # the best checkpoint's weights (load_best_model_at_end)
-        metrics = None
-        if main_process:
-            trainer.state.save_to_json(str(stage / "trainer_state.json"))  # as save_state()
-            metrics = _finish(cfg, trainer, result, before, after, splits, blocks, start,
-                              tokens_at_start, stage)
-            publish_final(stage, out)
-    except BaseException:
-        if main_process:
-            shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if main_process:
-        _report(cfg, metrics, before, after, log)
+    metrics = write_final(cfg, trainer, result, before, after, splits, blocks, start,
+                          tokens_at_start)
+    if metrics is not None:
+        report(cfg, metrics, before, after, log)
     # Other ranks wait for rank 0's card and push, then everyone leaves the process group
     # (a gloo rank exiting while a peer still works aborts with "terminate called ...").
     trainer.accelerator.wait_for_everyone()
@@ -283,60 +268,3 @@ def _tokens_in(checkpoint: Path | None) -> int:
         return 0
     state = checkpoint / "trainer_state.json"
     return int(json.loads(state.read_text()).get("num_input_tokens_seen", 0))
-
-
-def _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_at_start,
-            folder: Path) -> dict:
-    """Write metrics.json, loss.png and the model card into `folder`; return the metrics."""
-    from finetune.card import plot_loss, write_card, write_metrics
-    from finetune.speed import SpeedCallback
-    from finetune.train import hardware_info
-
-    speed = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SpeedCallback))
-    state = trainer.state
-    runtime = result.metrics.get("train_runtime", 0.0)
-    data_path = Path(cfg.data)
-    metrics = {
-        "before": before,
-        "after": after,
-        "tokens_seen": int(state.num_input_tokens_seen),
-        "train_steps": state.global_step,
-        "epochs": round(state.epoch or 0.0, 4),
-        "train_runtime_s": round(runtime, 2),
-        # Training steps only (SpeedCallback); the next one also counts in-training evaluations.
-        "tokens_per_s": round(speed.mean_tokens_per_s, 1),
-        "tokens_per_s_incl_eval": round((state.num_input_tokens_seen - tokens_at_start) / runtime, 1)
-        if runtime else 0.0,
-        "wall_time_s": round(time.time() - start, 2),
-        "best_checkpoint": state.best_model_checkpoint,
-        "parameters": trainer.model.num_parameters(),
-        "hardware": hardware_info(trainer.args),
-        "data": {
-            "source": cfg.data if cfg.data == MULTI_XSCIENCE else data_path.name,
-            "multi_xscience": cfg.data == MULTI_XSCIENCE or data_path.is_dir()
-            or data_path.name.endswith((".json", ".json.gz")),
-            "abstracts": {k: len(v) for k, v in splits.items()},
-            "blocks": {k: int(v.shape[0]) for k, v in blocks.items()},
-            "block_size": cfg.block_size,
-        },
-    }
-    write_metrics(folder, metrics)
-    # train() starts a fresh log history, so the starting model's loss is added as step 0.
-    plot_loss([{"step": 0, "eval_loss": before["validation_loss"]}, *state.log_history],
-              folder / "loss.png")
-    write_card(folder, cfg.push_to_hub or str(Path(cfg.output_dir)), metrics, cfg.to_dict())
-    return metrics
-
-
-def _report(cfg, metrics, before, after, log) -> None:
-    """The result lines, then the push of the published model directory (--push-to-hub)."""
-    out = Path(cfg.output_dir)
-    for split in ("validation", "test"):
-        log(f"finetune: {split} perplexity {before[f'{split}_perplexity']:.2f} → "
-            f"{after[f'{split}_perplexity']:.2f}")
-    log(f"finetune: {metrics['tokens_seen']:,} tokens seen, {metrics['tokens_per_s']:,.0f} "
-        f"tokens/s, {metrics['wall_time_s']:.0f} s wall; model written to {out}")
-    if cfg.push_to_hub:
-        from finetune.hub import push_to_hub
-
-        log(f"finetune: pushed to {push_to_hub(out, cfg.push_to_hub, cfg.private)}")
