@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnx
 
-    from export.decode_export import read_checkpoint
-    from export.decode_graph import build_decode_graph
+    from export.decode.checkpoint import read_checkpoint
+    from export.decode.graph import build_decode_graph
     from generation.runners.decode_graph import DecodeRunner
     from generation.runners.session import create_session
 
