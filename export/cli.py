@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the gate passes, upload the directory to the onnx/ folder of this "
                         "model repo (token from HF_TOKEN or the stored login)")
     p.add_argument("--overwrite", action="store_true",
-                   help="allow writing into a non-empty output directory")
+                   help="allow replacing a non-empty output directory: it is swapped for the new "
+                        "export only after the gate passed (your own files in it are kept, an "
+                        "earlier export's ONNX files, decode.json and report are not)")
     g = p.add_argument_group("validation gate (always on)")
     g.add_argument("--atol", type=float, default=1e-4,
                    help="max abs difference of fp32 ONNX logits vs PyTorch, per check")
@@ -101,11 +103,7 @@ def validate_options(args: argparse.Namespace) -> list[str]:
         issues.append(f"--model {args.model}: no such directory (and not a Hub id owner/name)")
     if "none" in args.quantize and len(args.quantize) > 1:
         issues.append("--quantize none cannot be combined with int8/int4")
-    out = args.output_dir
-    if out.exists() and not out.is_dir():
-        issues.append(f"--output-dir {out}: is a file, not a directory")
-    elif out.exists() and any(out.iterdir()) and not args.overwrite:
-        issues.append(f"--output-dir {out}: exists and is not empty (pass --overwrite)")
+    issues += output_dir_issues(args.output_dir, args.overwrite)
     for name in ("atol", "max_ppl_increase_int8", "max_ppl_increase_int4"):
         if not math.isfinite(getattr(args, name)) or getattr(args, name) < 0:
             issues.append(f"--{name.replace('_', '-')} must be a finite number >= 0")
@@ -128,6 +126,15 @@ def validate_options(args: argparse.Namespace) -> list[str]:
         if not torch.cuda.is_available() or "CUDAExecutionProvider" not in ort.get_available_providers():
             issues.append("--device cuda: CUDA is not available to torch and onnxruntime here")
     return issues
+
+
+def output_dir_issues(out: Path, overwrite: bool) -> list[str]:
+    """A problem when `out` is a file, or holds something and --overwrite was not given."""
+    if out.exists() and not out.is_dir():
+        return [f"--output-dir {out}: is a file, not a directory"]
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        return [f"--output-dir {out}: exists and is not empty (pass --overwrite)"]
+    return []
 
 
 def _model_type_issues(model_dir: Path) -> list[str]:
@@ -231,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """The export itself, under the output directory's lock."""
+    # Again under the lock: another export may have published here since the options were read.
+    issues = output_dir_issues(args.output_dir, args.overwrite)
+    if issues:
+        raise UserError(issues[0])
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     print("[export] options: " + json.dumps(options))
     model_dir = resolve_model(args.model)

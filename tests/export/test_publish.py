@@ -170,3 +170,16 @@ def test_a_real_full_disk_is_one_line_and_leaves_nothing(small_tmpfs, tiny_model
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the disk is full") and len(err.splitlines()) == 1, err
     assert list(small_tmpfs.iterdir()) == []
+
+
+def test_an_export_published_after_the_options_were_checked_is_not_replaced(
+        tmp_path, tiny_model_dir, monkeypatch, capsys):
+    import export.cli as cli
+
+    out = tmp_path / "onnx"
+    out.mkdir()
+    (out / "model.onnx").write_text("another run's export, published while we started")
+    monkeypatch.setattr(cli, "validate_options", lambda args: [])  # it saw no directory yet
+    assert main(["--model", str(tiny_model_dir), "--output-dir", str(out), *FAST]) == 2
+    assert "exists and is not empty (pass --overwrite)" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["model.onnx"]
