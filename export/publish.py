@@ -41,6 +41,11 @@ def export_staged(options: ExportOptions, log: Callable[[str], None] = print,
     Call it while holding `rundir.DirectoryLock(options.output_dir)`: two runs must not
     stage into one directory.
 
+    Args:
+        options: what to export; `output_dir` is where it is published.
+        log: where progress lines go.
+        checkpoint: `read_checkpoint(model_dir)` when the caller has it already.
+
     Returns:
         The ExportResult, its paths in the output directory; for a failed gate, `files` is
         empty and `report_path` is `failed_report_path(output_dir)`.
@@ -66,6 +71,10 @@ def export_staged(options: ExportOptions, log: Callable[[str], None] = print,
 def carry_over(old: Path, new: Path) -> list[str]:
     """Link (or copy) into `new` what `old` holds that `new` lacks, except an earlier export's
     files (`STALE_PATTERNS`). `old` is not changed.
+
+    Args:
+        old: the directory being replaced (it may not exist).
+        new: the staged export.
 
     Returns:
         The names of the earlier export's files left behind.

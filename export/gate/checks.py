@@ -58,7 +58,15 @@ def at_least(name: str, value: float, limit: float | None, detail: str = "") -> 
 
 def greedy_fn(runner) -> Greedy:
     """A greedy decoder on a runner: prefill the prompt into a fresh one-slot cache, then
-    single-token steps (EOS `eos_id` ends it; None: all `new_tokens`)."""
+    single-token steps.
+
+    Args:
+        runner: an `OptimumRunner` or `DecodeRunner` (`new_cache`, `prefill`, `step`).
+
+    Returns:
+        `greedy(prompt, new_tokens, eos_id=None) -> new token ids` (stops after `eos_id`;
+        None: all `new_tokens`).
+    """
     def greedy(prompt, new_tokens, eos_id=None):
         cache = runner.new_cache(1, len(prompt) + new_tokens)
         logits, out = runner.prefill(cache, 0, list(prompt))[-1], []
@@ -72,8 +80,15 @@ def greedy_fn(runner) -> Greedy:
 
 
 def teacher_forced_fn(runner, capacity: int) -> Scorer:
-    """A scorer on a runner: each chunk is one prefill into an emptied slot, logits of every
-    position kept (chunks of at most `capacity` tokens)."""
+    """A teacher-forced scorer on a runner: each chunk is one prefill into an emptied slot.
+
+    Args:
+        runner: an `OptimumRunner` or `DecodeRunner`.
+        capacity: the longest chunk it will be given (the cache's size).
+
+    Returns:
+        `score(chunk) -> float32 logits [len(chunk), vocab]` (every position kept).
+    """
     cache = runner.new_cache(1, capacity)
 
     def score(chunk):
@@ -94,8 +109,8 @@ def check_greedy(
 
     Both sides stop after the model's EOS token (from its generation config), as `generate`
     does; the detail says how many tokens were compared. `decode` is a `greedy_fn`; `prefix`
-    starts the name;
-    `stop_at_eos=False` compares all `new_tokens` (EOS is then a token like any other).
+    starts the name; `stop_at_eos=False` compares all `new_tokens` (EOS is then a token like
+    any other).
 
     Returns:
         A check whose value is the number of differing tokens (limit 0).

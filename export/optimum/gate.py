@@ -43,6 +43,12 @@ def open_runner(path: str | Path, device: str = "cpu", heads: int = 0,
         path: `model.onnx` or a quantization of it.
         device: "cpu" or "cuda".
         heads, hidden: from config.json, for a graph whose cache shape is symbolic.
+
+    Returns:
+        The runner (its session on CUDA for device "cuda", else on the CPU).
+
+    Raises:
+        ValueError: "cuda" without a usable GPU, or a graph without a KV cache.
     """
     session, provider = create_session(str(path), device)
     return OptimumRunner(session, provider, map_io(session, heads, hidden))
@@ -59,10 +65,12 @@ class RowBatch:
         self.cache = runner.new_cache(1, len(row) + steps)
 
     def prefill(self) -> np.ndarray:
+        """logits [1, len(row), vocab] of the prompt."""
         row = self.ids[0].tolist()
         return self.runner.prefill(self.cache, 0, row, keep=len(row))[None]
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
+        """One token; logits [1, vocab]."""
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         self.ids = np.concatenate([self.ids, tokens[:, None]], axis=1)
         return self.runner.step(self.cache, tokens)
