@@ -21,16 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from export.decode.checkpoint import DecodeConfig
+from export.gate import checks as gate_checks
 from export.gate import heldout
-from export.gate.checks import (
-    Check,
-    at_most,
-    check_greedy,
-    greedy_fn,
-    quality_checks,
-    quantized_quality,
-    teacher_forced_fn,
-)
+from export.gate.checks import Check, at_most
 from export.gate.reference import torch_logits
 from generation.runners.decode_graph import DecodeRunner, SlotCache
 from generation.runners.session import create_session
@@ -149,21 +142,22 @@ def run_decode_gate(model, tokenizer, config: DecodeConfig, paths: dict[str, Pat
     greedy = min(settings.greedy_tokens, config.context - len(short))
     log(f"[gate] decode fp32 greedy {greedy} tokens vs transformers generate")
     runner = decode_runner(fp32)
-    checks.append(check_greedy(model, greedy_fn(runner), short, greedy, prefix="decode fp32 ",
-                               stop_at_eos=False))
+    checks.append(gate_checks.check_greedy(model, gate_checks.greedy_fn(runner), short, greedy,
+                                           prefix="decode fp32 ", stop_at_eos=False))
     passed = ["fp32"] if all(c.passed for c in checks) else []
     stream = heldout.token_stream(tokenizer, settings.texts, settings.eval_tokens,
                                   tokenizer.eos_token_id)
     pieces = heldout.chunks(stream, min(settings.chunk_tokens, config.context))
-    reference, quality = teacher_forced_fn(runner, config.context), {}
+    reference, quality = gate_checks.teacher_forced_fn(runner, config.context), {}
     for precision, path in paths.items():
         if precision == "fp32":
             continue
         log(f"[gate] decode {precision}: perplexity and agreement vs fp32 on {len(stream)} tokens")
-        candidate = teacher_forced_fn(decode_runner(path), config.context)
-        quality[precision] = quantized_quality(reference, candidate, pieces)
-        found = quality_checks(f"decode {precision}", quality[precision],
-                               settings.max_ppl_increase.get(precision), settings.min_agreement)
+        candidate = gate_checks.teacher_forced_fn(decode_runner(path), config.context)
+        quality[precision] = gate_checks.quantized_quality(reference, candidate, pieces)
+        found = gate_checks.quality_checks(f"decode {precision}", quality[precision],
+                                           settings.max_ppl_increase.get(precision),
+                                           settings.min_agreement)
         checks += found
         if passed and all(c.passed for c in found):
             passed.append(precision)
