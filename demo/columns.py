@@ -145,10 +145,11 @@ def generate_columns() -> list[Column]:
 
 def markdown() -> str:
     """The README's table of the columns."""
-    lines = ["| column | endpoint | knobs | picks |", "|---|---|---|---|"]
+    lines = ["| column | picks | endpoint | its knobs | in `/generate` |", "|---|---|---|---|---|"]
     for c in COLUMNS:
         knobs = ", ".join(f"`{k.name}`" for k in api_knobs([c])) or "none"
-        lines.append(f"| {c.title} | `/{c.endpoint}` | {knobs} | {c.description} |")
+        lines.append(f"| {c.title} | {c.description} | `/{c.endpoint}` | {knobs} | "
+                     f"{'yes' if c.in_generate else 'no'} |")
     return "\n".join(lines)
 
 

@@ -46,7 +46,8 @@ def test_config_shows_no_absolute_model_path(server):
 
 
 def test_shown_model_is_a_hub_id_a_path_under_the_app_or_a_folder_name(tmp_path):
-    from app import HERE, shown_model
+    from app import HERE
+    from demo.view import shown_model
 
     assert shown_model("someone/neo-xscience") == "someone/neo-xscience"
     assert shown_model(str(HERE / "demo_model")) == "demo_model"

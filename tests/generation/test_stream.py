@@ -10,6 +10,7 @@ from generation import SamplingParams
 from generation.detok import IncrementalDetokenizer
 from tests.conftest import TINY_CORPUS
 from tests.generation.conftest import PROMPTS
+from tests.generation.sampling_helpers import validate
 
 UNICODE = next(s for s in TINY_CORPUS if "🚀" in s)
 
@@ -118,8 +119,8 @@ def test_every_problem_is_listed_at_once(engine):
         engine.stream("", [SamplingParams(top_k=-1, top_p=2.0)], 0)
     assert len(str(info.value).splitlines()) == 4
     with pytest.raises(ValueError, match="top_p"):
-        SamplingParams(top_p=2.0).validate()
-    SamplingParams().validate()
+        validate(SamplingParams(top_p=2.0))
+    validate(SamplingParams())
 
 
 def test_stream_tokens_equals_stream_on_the_same_ids(engine):
