@@ -204,7 +204,10 @@ def token_probabilities(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 
 
 def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
 
 
 def _is_int(value) -> bool:

@@ -72,6 +72,13 @@ def test_a_huge_top_k_is_a_clear_error(server, api_name):
     assert "event: error" in events and "top_k must be a whole number from 0 to" in events
 
 
+def test_an_integer_beyond_a_float_is_a_clear_error(server):
+    # JSON has integers of any size; float() of this one overflows.
+    body = json.dumps({"data": [PROMPT, 8, 0.8, 10**400, 0.9, 0]}).encode()
+    events = call_raw(server, "generate", body)
+    assert "event: error" in events and "top_k must be a whole number from 0 to" in events
+
+
 def test_a_prompt_with_a_lone_surrogate_is_a_clear_error(server):
     # Valid JSON (an escape) that decodes to a str no encoder accepts.
     body = b'{"data": ["abc\\ud800 def", 8, 0.8, 40, 0.9, 0]}'

@@ -105,6 +105,8 @@ def test_long_prompts_are_cut_from_the_left(engine, hf_model):
     (("Hi", [SamplingParams(seed=-1)], 8), "seed must be"),
     (("Hi", [SamplingParams(temperature=float("nan"))], 8), "temperature must be"),
     (("Hi", [SamplingParams(top_k=10**30)], 8), "top_k must be an integer in \\[0, 2147483647\\]"),
+    # Beyond a float's range: still a clear "must be", not an OverflowError.
+    (("Hi", [SamplingParams(temperature=10**400)], 8), "temperature must be a number"),
     (("abc\ud800", [SamplingParams()], 8), "prompt must be valid Unicode text"),
     (("abc\udcff\udcfe", [SamplingParams()], 8), "prompt must be valid Unicode text"),
 ])
