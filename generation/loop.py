@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from .execute import Executor
 from .handle import Handle
 from .request import Prepared, Request
-from .runners.base import Runner, rows_that_fit
+from .runners.base import rows_that_fit
 from .sampling.params import StepUpdate
 from .scheduler import Scheduler
 
@@ -67,11 +67,6 @@ class Loop:
         if threaded:
             self._thread = threading.Thread(target=self._run, name="generation-loop", daemon=True)
             self._thread.start()
-
-    @property
-    def runner(self) -> Runner:
-        """The model call the loop drives."""
-        return self.executor.runner
 
     @property
     def max_rows(self) -> int:

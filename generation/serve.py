@@ -116,11 +116,6 @@ class Server:
         loop = {} if self.loop is None else self.loop.stats()
         return {"serving": self.config.mode, **loop, "rss_mib": rss_mib()}
 
-    def close(self) -> None:
-        """Stop the loop (requests in flight end with an error)."""
-        if self.loop is not None:
-            self.loop.close()
-
 
 def rss_mib(pid: int | str = "self", field: str = "VmRSS") -> float:
     """A process's resident memory (VmRSS) or its peak so far (VmHWM), in MiB; 0 if unknown.

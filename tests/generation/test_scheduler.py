@@ -56,7 +56,7 @@ def test_requests_joining_mid_flight_get_their_solo_tokens(decode_dir, make, pre
     # A prefill chunk shorter than the long prompt, so its prompt is fed over several steps.
     short_chunks(monkeypatch, 8)
     loop = make(engine)
-    assert loop.runner.ragged
+    assert engine.runner.ragged
     cases = [(PROMPTS[i % len(PROMPTS)], STRATEGIES[i % len(STRATEGIES)], 12 + 7 * i) for i in range(8)]
     handles, iters = [], []
     for prompt, params, n in cases:
@@ -95,7 +95,7 @@ def test_a_tight_row_budget_juggles_slots_and_keeps_every_result(engine, make, m
 
 def test_plain_export_is_served_one_request_at_a_time(optimum_engine, make):
     loop = make(optimum_engine)
-    assert not loop.runner.ragged
+    assert not optimum_engine.runner.ragged
     cases = [(PROMPTS[i], STRATEGIES[i % 3], 10 + 3 * i) for i in range(4)]
     handles = [loop.submit(p, params, n) for p, params, n in cases]
     for (prompt, params, n), handle in zip(cases, handles, strict=True):
@@ -147,7 +147,7 @@ def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, whe
     loop = make()
     bad_prompt = PROMPTS[2]
     if where == "prefill":
-        real = loop.runner.prefill
+        real = engine.runner.prefill
         bad_ids = engine.encode(bad_prompt)
 
         def prefill(cache, slot, ids, keep=1):
@@ -155,7 +155,7 @@ def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, whe
                 raise RuntimeError("injected prefill failure")
             return real(cache, slot, ids, keep)
 
-        monkeypatch.setattr(loop.runner, "prefill", prefill)
+        monkeypatch.setattr(engine.runner, "prefill", prefill)
     else:
         # Taking a row's token: now on the caller's side (detokenization, the row's result).
         accept = RowBuilder.apply
@@ -181,13 +181,13 @@ def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, whe
 
 def test_the_time_cap_ends_a_request_with_a_prefix(engine, make, monkeypatch):
     loop = make(time_limit_s=0.02)
-    step = loop.runner.step
+    step = engine.runner.step
 
     def slow_step(cache, tokens):  # the tiny model can decode everything in 10 ms on an idle box
         time.sleep(0.002)
         return step(cache, tokens)
 
-    monkeypatch.setattr(loop.runner, "step", slow_step)
+    monkeypatch.setattr(engine.runner, "step", slow_step)
     n = engine.context_size - 20
     handle = loop.submit(PROMPTS[1], [SamplingParams()], n)
     cut = drain(handle)[0]
