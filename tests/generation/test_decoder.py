@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from export.gate.reference import torch_logits
 from generation import Engine
 from tests.conftest import TINY_WINDOW
 from tests.generation.conftest import DECODE_PRECISIONS, PROMPTS
@@ -20,11 +20,6 @@ def runners(request) -> dict:
     """{(layout, precision): runner}"""
     return {(d, p): Engine.load(request.getfixturevalue(d), precision=p, provider="cpu").runner
             for d in LAYOUTS for p in DECODE_PRECISIONS}
-
-
-def torch_logits(hf_model, ids: list[int]) -> np.ndarray:
-    with torch.no_grad():
-        return hf_model(torch.tensor([ids])).logits[0].numpy()
 
 
 def greedy_tokens(runner, cache, slots: list[int], first: np.ndarray, n: int) -> np.ndarray:
@@ -48,7 +43,7 @@ def test_prefill_in_chunks_on_top_of_a_slot_matches_pytorch(which, request, hf_m
     middle = runner.prefill(cache, 1, ids[3:10], keep=7)
     last = runner.prefill(cache, 1, ids[10:], keep=2)
     assert cache.lengths.tolist() == [0, len(ids)]
-    ref = torch_logits(hf_model, ids + ids[:12])
+    ref = torch_logits(hf_model, [ids + ids[:12]])[0]
     np.testing.assert_allclose(middle, ref[3:10], atol=1e-4)
     np.testing.assert_allclose(last, ref[len(ids) - 2:len(ids)], atol=1e-4)
     cache.copy(1, 0)

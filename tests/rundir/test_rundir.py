@@ -113,3 +113,25 @@ def test_a_run_that_died_between_the_renames_gets_the_old_directory_back(tmp_pat
         assert (out / "keep.txt").read_text() == "kept"
         raise RuntimeError("stop before publishing")
     assert (out / "keep.txt").read_text() == "kept"
+
+
+def test_disk_full_is_told_apart_from_other_failures(tmp_path):
+    import errno
+
+    from rundir import disk_full, disk_full_message
+
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert disk_full(Exception("No space left on device (os error 28)"))  # the tokenizers' save
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as inner:
+            raise RuntimeError("export failed") from inner
+    except RuntimeError as outer:
+        assert disk_full(outer)
+    assert not disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not disk_full(ValueError("bad config"))
+    line = disk_full_message(tmp_path / "new" / "run", "the export")
+    assert line.startswith(f"the disk is full: no space left on the device of {tmp_path} while "
+                           f"writing the export into {tmp_path / 'new' / 'run'} (")
+    assert "MB free there now" in line and "\n" not in line
