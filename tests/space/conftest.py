@@ -34,6 +34,9 @@ def front_matter(readme: Path) -> dict:
 
 
 CODE_PACKAGES = ("generation", "demo")
+# Written ahead of the code that will use it (beam search, issue 20): nothing imports it yet, so
+# the bundle rightly leaves it out. Remove it from here once the engine imports it.
+NOT_IMPORTED_YET = {"generation/beam.py"}
 
 
 def project_code(root: Path) -> set[str]:
@@ -41,7 +44,7 @@ def project_code(root: Path) -> set[str]:
     return {"app.py"} | {
         p.relative_to(root).as_posix() for package in CODE_PACKAGES
         for p in (root / package).rglob("*.py") if "__pycache__" not in p.parts
-    }
+    } - NOT_IMPORTED_YET
 
 
 @pytest.fixture
