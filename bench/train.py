@@ -185,6 +185,34 @@ def check(args) -> None:
             raise BenchError("--device cuda: no CUDA GPU is visible")
 
 
+def run_all(runs: list[tuple[str, SpeedChoices]], common: dict, blocks) -> tuple[list, list]:
+    """(results, failures) of every variant, each in its own process, on the same blocks."""
+    import numpy as np
+
+    results, failed = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "blocks.npy", blocks)
+        for name, choices in runs:
+            print(f"bench/train.py: running {name} ({choices.as_dict()})", flush=True)
+            spec = {**common, "name": name, "speed": choices.as_dict(),
+                    "blocks": str(Path(tmp) / "blocks.npy")}
+            try:
+                results.append(run_one(spec, Path(tmp)))
+            except RuntimeError as err:  # the other variants still run (a GPU lease is short)
+                print(f"error: {err}", file=sys.stderr)
+                failed.append({"name": name, "speed": choices.as_dict(), "error": str(err)})
+    return results, failed
+
+
+def output_paths(args) -> tuple[Path, Path]:
+    """--json (default: a new timestamped file under bench/results/) and --png beside it."""
+    size = Path(args.model_size).stem if args.model_size.endswith(".json") else args.model_size
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    default = REPO_ROOT / "bench" / "results" / f"train_{size}_{args.device}_{stamp}.json"
+    json_path = Path(args.json or default)
+    return json_path, Path(args.png or json_path.with_suffix(".png"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (2 for user errors, 1 if a variant fails)."""
     args = build_parser().parse_args(argv)
@@ -198,39 +226,27 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    size = Path(args.model_size).stem if args.model_size.endswith(".json") else args.model_size
-    json_path = Path(args.json or REPO_ROOT / "bench" / "results" / f"train_{size}_{args.device}_{stamp}.json")
-    png_path = Path(args.png or json_path.with_suffix(".png"))
     info = machine(args.device)
     common = {"device": args.device, "model": scratch, "tokenizer": tokenizer,
               "block_size": args.block_size, "batch_size": args.batch_size,
               "gradient_accumulation_steps": args.gradient_accumulation_steps,
               "steps": args.steps, "warmup_steps": args.warmup_steps,
               "learning_rate": args.learning_rate, "seed": args.seed}
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        import numpy as np
-
-        np.save(Path(tmp) / "blocks.npy", blocks)
-        for name, choices in runs:
-            print(f"bench/train.py: running {name} ({choices.as_dict()})", flush=True)
-            try:
-                results.append(run_one({**common, "name": name, "speed": choices.as_dict(),
-                                        "blocks": str(Path(tmp) / "blocks.npy")}, Path(tmp)))
-            except RuntimeError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 1
+    results, failed = run_all(runs, common, blocks)
+    if not results:
+        return 1
     summarize(results, info, args.peak_tflops)
     text = table(results, info, common, args.model_size)
+    text += "".join(f"\nFAILED: {f['name']}: {f['error'].splitlines()[-1]}" for f in failed)
     print(text)
+    json_path, png_path = output_paths(args)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"machine": info, "settings": {**common, "model_size": args.model_size,
-                                     "data": Path(args.data).name}, "table": text,
-                                     "variants": results}, indent=2) + "\n")
+    settings = {**common, "model_size": args.model_size, "data": Path(args.data).name}
+    json_path.write_text(json.dumps({"machine": info, "settings": settings, "table": text,
+                                     "variants": results, "failed": failed}, indent=2) + "\n")
     loss_plot(results, png_path, args.warmup_steps, f"{args.model_size} on {info['gpu'] or info['cpu']}")
     print(f"bench/train.py: wrote {json_path} and {png_path}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -86,3 +86,24 @@ def test_try_changes_only_the_named_switches():
     assert name == "b+precision=bf16,compile=on,workers=2"
     assert (choices.precision, choices.torch_compile, choices.dataloader_num_workers) == ("bf16", True, 2)
     assert choices.attn_implementation == base.attn_implementation and choices.optim == base.optim
+
+
+@pytest.mark.slow
+def test_a_failing_variant_is_reported_and_the_others_still_run(tmp_path, corpus, tiny_json,
+                                                               tiny_tokenizer_dir, monkeypatch):
+    real = train.run_one
+
+    def run_one(spec, workdir):
+        if spec["name"] == "b":
+            raise RuntimeError("variant b failed (exit 1):\nRuntimeError: compile broke")
+        return real(spec, workdir)
+
+    monkeypatch.setattr(train, "run_one", run_one)
+    out = tmp_path / "train.json"
+    code = train.main(["--model-size", str(tiny_json), "--tokenizer", str(tiny_tokenizer_dir),
+                       "--data", str(corpus), "--block-size", "32", "--batch-size", "2",
+                       "--steps", "1", "--warmup-steps", "0", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert code == 1
+    assert [v["name"] for v in result["variants"]] == ["a"]
+    assert result["failed"][0]["name"] == "b" and "compile broke" in result["table"]
