@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from finetune.card import finish_plot
 from finetune.speed import peak_flops
 
 FLOPS_FORMULA = ("6 N + 12 d_model sum_layers T_attn per trained token (N: parameters without "
@@ -82,12 +83,5 @@ def loss_plot(results: list[dict], path: Path, warmup: int, title: str) -> Path:
     if warmup:
         ax.axvspan(0.5, warmup + 0.5, color="grey", alpha=0.15, label="warm-up (not timed)")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (nats/token)")
     ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return finish_plot(fig, ax, "training loss (nats/token)", path)

@@ -39,8 +39,15 @@ def plot_loss(log_history: list[dict], path: str | Path) -> Path:
         ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
     if evals:
         ax.plot(*zip(*evals, strict=True), "o-", label="validation loss")
+    return finish_plot(fig, ax, "cross-entropy (nats/token)", path)
+
+
+def finish_plot(fig, ax, ylabel: str, path: str | Path) -> Path:
+    """Label a loss-per-step plot, save it as a PNG and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
