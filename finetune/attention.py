@@ -42,8 +42,6 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.models.gpt_neo import modeling_gpt_neo as neo
 
-ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
-
 
 def combined_mask(allowed: torch.Tensor, attention_mask: torch.Tensor,
                   dtype: torch.dtype) -> torch.Tensor:
@@ -54,8 +52,8 @@ def combined_mask(allowed: torch.Tensor, attention_mask: torch.Tensor,
     attention_mask` to the scores gives the same values: a key that is outside the window
     AND padding sums to -inf, a key that is only one of the two stays at MIN. So a padding
     query, whose allowed keys are all padding, still attends uniformly to them as in eager
-    instead of a row of -inf (NaN, which would reach every gradient through the next
-    layer's 0-weighted values). The padding mask is clamped to the lowest finite value of
+    instead of getting a row of -inf (which SDPA's kernels turn into NaN or zeros). The
+    padding mask is clamped to the lowest finite value of
     `dtype` first: the float32 minimum rounds to -inf in bfloat16.
 
     Args:
