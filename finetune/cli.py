@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         if kind is bool:
             parser.add_argument(flag, action="store_true", help=help_text)
             continue
+        if kind == bool | None:  # unset (None) leaves the choice to finetune/defaults.py
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+            continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         parser.add_argument(flag, type=base, default=default, required=required,
                             choices=f.metadata.get("choices"), metavar=f.name.upper(), help=help_text)
@@ -251,6 +255,7 @@ def _finish(cfg, trainer, result, before, after, splits, blocks, start, tokens_a
         "best_checkpoint": state.best_model_checkpoint,
         "parameters": trainer.model.num_parameters(),
         "hardware": hardware_info(trainer.args),
+        "speed": cfg.speed().as_dict(),  # precision, attention, optimizer, compile, loader
         "data": {
             "source": cfg.data if cfg.data == MULTI_XSCIENCE else data_path.name,
             "multi_xscience": cfg.data == MULTI_XSCIENCE or data_path.is_dir()
