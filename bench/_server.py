@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from generation import serve
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,11 +71,4 @@ def stop_app(proc: subprocess.Popen) -> None:
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
     """A process's resident memory (VmRSS) or its peak so far (VmHWM), in MiB; 0 if unknown."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return serve.rss_mib(pid, field)

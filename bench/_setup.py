@@ -92,15 +92,19 @@ def prepare_random_init(arch: str, cache: Path, tokenizer_dir: Path, gate: bool,
 
 def ensure_export(torch_dir: Path, onnx_dir: Path, gate: bool, log=print) -> Path:
     """Export + quantize (int8, int4) `torch_dir` into `onnx_dir` unless already done there."""
-    from export.gate import GateSettings
-    from export.pipeline import export_model
+    from export.gate.settings import GateSettings
+    from export.pipeline import ExportOptions
+    from export.publish import export_staged
+    from rundir import DirectoryLock
 
     wanted = ("model.onnx", "model_int8.onnx", "model_int4.onnx", "decode.json", "export_report.json")
     if all((onnx_dir / name).exists() for name in wanted):
         log(f"[bench] reusing the export in {onnx_dir}")
         return onnx_dir
     settings = GateSettings(eval_tokens=512) if gate else None
-    result = export_model(torch_dir, onnx_dir, ("int8", "int4"), settings=settings, log=log)
+    with DirectoryLock(onnx_dir, what="export"):  # published whole, like python -m export
+        result = export_staged(ExportOptions(torch_dir, onnx_dir, ("int8", "int4"), settings=settings),
+                               log=log)
     if not result.passed:
         raise SystemExit("the export failed its validation gate: "
                          + "; ".join(c.line() for c in result.gate.failures))
@@ -109,7 +113,7 @@ def ensure_export(torch_dir: Path, onnx_dir: Path, gate: bool, log=print) -> Pat
 
 def prompt_rows(tokenizer, batch: int, length: int) -> list[list[int]]:
     """`batch` different prompts of exactly `length` tokens, cut from the built-in text."""
-    from export import heldout
+    from export.gate import heldout
 
     stream = heldout.token_stream(tokenizer, heldout.BUILTIN_TEXT, length * batch + 7 * batch,
                                   tokenizer.eos_token_id)

@@ -31,7 +31,7 @@ from bench.decode import ENGINE_STRATEGIES, _Ticks  # noqa: E402
 
 
 def plain_loop(engine, ids: list[int], n: int) -> list[float]:
-    runner, stamps = engine._runner, []
+    runner, stamps = engine.runner, []
     cache = runner.new_cache(1, len(ids) + n)
     logits = runner.prefill(cache, 0, ids)
     token = np.array([int(logits[-1].argmax())])
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             onnx_dir, file_name=OPTIMUM_FILES[args.precision], session_options=options)
         configs["optimum generate"] = lambda: optimum_run(ort_model, ids, n)
 
-    machine = _setup.machine_info(engine._runner.session.get_session_options().intra_op_num_threads)
+    machine = _setup.machine_info(engine.runner.session.get_session_options().intra_op_num_threads)
     print(f"[interleaved] machine: {json.dumps(machine)}")
     for run in configs.values():
         run()  # warm-up

@@ -4,7 +4,7 @@
 
 MatMulNBits can round a single row (M = 1) differently from several rows, depending on the CPU
 and block size, so the export's quantized decode graphs edge-pad every weight matmul's input to
-at least two rows (export/decode_graph.py, `pad_rows`). This builds the same 4-bit graph without
+at least two rows (export/decode/graph.py, `pad_rows`). This builds the same 4-bit graph without
 the padding (in a temporary folder, from the cached random-init checkpoint) and times one decode
 step of both through the engine's runner, interleaved round by round, at 1 and 3 rows; it also
 says whether the unpadded graph's single-row logits equal its multi-row logits on this CPU.
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnx
 
-    from export.decode_export import read_checkpoint
-    from export.decode_graph import build_decode_graph
+    from export.decode.checkpoint import read_checkpoint
+    from export.decode.graph import build_decode_graph
     from generation.runners.decode_graph import DecodeRunner
     from generation.runners.session import create_session
 

@@ -8,7 +8,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from export.quantize import QUANTIZED_OPS, count_ops
+from export.optimum.quantize import QUANTIZED_OPS, count_ops
 
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime-gpu",
             "onnxruntime", "numpy")

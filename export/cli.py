@@ -1,7 +1,10 @@
 """`python -m export`: a fine-tuned model directory (or Hub id) → a validated ONNX directory.
 
 Exit codes: 0 exported and the gate passed; 1 the gate failed (every failing number is
-printed, nothing is pushed); 2 bad input (one line on stderr).
+printed, nothing is written to the output directory or pushed); 2 bad input, another export
+into the same directory, or a full disk (one line on stderr).
+
+The output directory appears whole, after the gate passed, or not at all (`export.publish`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import math
 import re
 import sys
 from pathlib import Path
+
+from rundir import DirectoryLock, LockedError, disk_full, disk_full_message
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -48,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the gate passes, upload the directory to the onnx/ folder of this "
                         "model repo (token from HF_TOKEN or the stored login)")
     p.add_argument("--overwrite", action="store_true",
-                   help="allow writing into a non-empty output directory")
+                   help="allow replacing a non-empty output directory: it is swapped for the new "
+                        "export only after the gate passed (your own files in it are kept, an "
+                        "earlier export's ONNX files, decode.json and report are not)")
     g = p.add_argument_group("validation gate (always on)")
     g.add_argument("--atol", type=float, default=1e-4,
                    help="max abs difference of fp32 ONNX logits vs PyTorch, per check")
@@ -96,9 +103,7 @@ def validate_options(args: argparse.Namespace) -> list[str]:
         issues.append(f"--model {args.model}: no such directory (and not a Hub id owner/name)")
     if "none" in args.quantize and len(args.quantize) > 1:
         issues.append("--quantize none cannot be combined with int8/int4")
-    out = args.output_dir
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
-        issues.append(f"--output-dir {out}: exists and is not empty (pass --overwrite)")
+    issues += output_dir_issues(args.output_dir, args.overwrite)
     for name in ("atol", "max_ppl_increase_int8", "max_ppl_increase_int4"):
         if not math.isfinite(getattr(args, name)) or getattr(args, name) < 0:
             issues.append(f"--{name.replace('_', '-')} must be a finite number >= 0")
@@ -121,6 +126,15 @@ def validate_options(args: argparse.Namespace) -> list[str]:
         if not torch.cuda.is_available() or "CUDAExecutionProvider" not in ort.get_available_providers():
             issues.append("--device cuda: CUDA is not available to torch and onnxruntime here")
     return issues
+
+
+def output_dir_issues(out: Path, overwrite: bool) -> list[str]:
+    """A problem when `out` is a file, or holds something and --overwrite was not given."""
+    if out.exists() and not out.is_dir():
+        return [f"--output-dir {out}: is a file, not a directory"]
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        return [f"--output-dir {out}: exists and is not empty (pass --overwrite)"]
+    return []
 
 
 def _model_type_issues(model_dir: Path) -> list[str]:
@@ -167,14 +181,14 @@ def resolve_model(model: str) -> Path:
     return path
 
 
-def read_checkpoint(model_dir: Path):
+def decode_checkpoint(model_dir: Path):
     """(config, weights) for the decode graphs, or None for a model that is not GPT-Neo.
 
     Raises:
         UserError: an unreadable config.json or weights file (corrupted, truncated, a field
-            of the wrong type), in one line.
+            of the wrong type, a shape that disagrees with config.json), in one line.
     """
-    from export.decode_export import read_checkpoint as read
+    from export.decode.checkpoint import read_checkpoint as read
 
     try:
         if json.loads((model_dir / "config.json").read_text()).get("model_type") != "gpt_neo":
@@ -187,8 +201,8 @@ def read_checkpoint(model_dir: Path):
 
 def gate_settings(args: argparse.Namespace):
     """The gate's settings from the parsed flags (reads --eval-text)."""
-    from export import heldout
-    from export.gate import GateSettings
+    from export.gate import heldout
+    from export.gate.settings import GateSettings
 
     try:
         texts = heldout.load_texts(args.eval_text)
@@ -207,40 +221,65 @@ def main(argv: list[str] | None = None) -> int:
         issues = validate_options(args)
         if issues:
             raise UserError("; ".join(issues))
-        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        print("[export] options: " + json.dumps(options))
-        model_dir = resolve_model(args.model)
-        checkpoint = read_checkpoint(model_dir)
-        settings = gate_settings(args)
+        try:
+            with DirectoryLock(args.output_dir, what="export"):
+                return _export(args)
+        except LockedError as err:
+            raise UserError(str(err)) from None
+        except Exception as err:
+            if not disk_full(err):
+                raise
+            raise UserError(f"{disk_full_message(args.output_dir, 'the export')}; nothing was "
+                            "published there: free some space or choose another --output-dir") from err
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from export.card import push_to_hub
-    from export.pipeline import export_model
 
-    precisions = [q for q in args.quantize if q != "none"]
-    decode = None if checkpoint is None else [d for d in args.decode if d != "none"]
-    result = export_model(model_dir, args.output_dir, precisions, args.device, settings,
-                          args.int4_block_size, args.int4_embeddings, options, decode=decode,
-                          int8_block_size=args.int8_block_size, checkpoint=checkpoint,
-                          window_cache=args.window_cache)
+
+def _export(args: argparse.Namespace) -> int:
+    """The export itself, under the output directory's lock."""
+    # Again under the lock: another export may have published here since the options were read.
+    issues = output_dir_issues(args.output_dir, args.overwrite)
+    if issues:
+        raise UserError(issues[0])
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    print("[export] options: " + json.dumps(options))
+    model_dir = resolve_model(args.model)
+    checkpoint = decode_checkpoint(model_dir)
+    settings = gate_settings(args)
+    from export.pipeline import ExportOptions
+    from export.publish import export_staged
+
+    result = export_staged(ExportOptions(
+        model_dir=model_dir, output_dir=args.output_dir, device=args.device, settings=settings,
+        precisions=[q for q in args.quantize if q != "none"],
+        decode=None if checkpoint is None else [d for d in args.decode if d != "none"],
+        int4_block_size=args.int4_block_size, int8_block_size=args.int8_block_size,
+        int4_embeddings=args.int4_embeddings, window_cache=args.window_cache, recorded=options),
+        checkpoint=checkpoint)
     for check in result.gate.checks:
         print(f"[gate] {check.line()}")
-    sizes = ", ".join(f"{p} {f.stat().st_size / 1e6:.1f} MB" for p, f in result.files.items())
-    print(f"[export] files in {result.output_dir}: {sizes}")
     if not result.passed:
-        print(f"[export] validation gate FAILED ({len(result.gate.failures)} checks); "
-              "nothing pushed. Failing:", file=sys.stderr)
+        print(f"[export] validation gate FAILED ({len(result.gate.failures)} checks); nothing "
+              f"written to {result.output_dir} and nothing pushed (report: {result.report_path}). "
+              "Failing:", file=sys.stderr)
         for check in result.gate.failures:
             print(f"  {check.line()}", file=sys.stderr)
         return 1
+    sizes = ", ".join(f"{p} {f['bytes'] / 1e6:.1f} MB" for p, f in result.report["files"].items())
+    print(f"[export] files in {result.output_dir}: {sizes}")
     print("[export] validation gate passed")
-    if args.push_to_hub:
-        try:
-            url = push_to_hub(result.output_dir, args.push_to_hub)
-        except Exception as err:  # network / auth: report in one line, the export stays on disk
-            print(f"error: push to {args.push_to_hub} failed: {type(err).__name__}: "
-                  f"{str(err).splitlines()[0] if str(err) else ''}", file=sys.stderr)
-            return 2
-        print(f"[export] pushed to {args.push_to_hub} (onnx/): {url}")
+    return _push(result.output_dir, args.push_to_hub) if args.push_to_hub else 0
+
+
+def _push(output_dir: Path, repo: str) -> int:
+    from export.card import push_to_hub
+
+    try:
+        url = push_to_hub(output_dir, repo)
+    except Exception as err:  # network / auth: report in one line, the export stays on disk
+        print(f"error: push to {repo} failed: {type(err).__name__}: "
+              f"{str(err).splitlines()[0] if str(err) else ''}", file=sys.stderr)
+        return 2
+    print(f"[export] pushed to {repo} (onnx/): {url}")
     return 0

@@ -1,4 +1,9 @@
-"""Model directory in → ONNX directory out: export, quantize, gate, report, model card."""
+"""Model directory in → ONNX directory out: export, quantize, gate, report, model card.
+
+`export_model` writes an export into a directory as it goes; `export.publish.export_staged`
+(what `python -m export` runs) runs it in a hidden staging directory and renames that into
+place only after the gate passed.
+"""
 
 from __future__ import annotations
 
@@ -8,152 +13,137 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export import card, decode_export, quantize
-from export.decode_gate import run_decode_gate
-from export.gate import GateResult, GateSettings, run_gate
+from export import card
+from export.decode.checkpoint import read_checkpoint
+from export.decode.files import keep_passing_graphs, write_decode_graphs
+from export.decode.gate import run_decode_gate
+from export.gate.reference import load_reference
+from export.gate.settings import GateResult, GateSettings
+from export.optimum.files import export_fp32, quantize_file
+from export.optimum.gate import run_gate
+from generation.contract import DECODE_FILES, OPTIMUM_FILES
 
-FILE_NAMES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_int4.onnx"}
 DEFAULT_INT8_BLOCK = 128
+REPORT = "export_report.json"
+# What an earlier export may have left in its directory. An export owns it: with --overwrite
+# none of these is carried into the new one (nothing stale can be loaded later); the user's
+# other files are.
+STALE_PATTERNS = ("*.onnx", "*.onnx_data", "*.onnx.data", "decode.json", REPORT)
+
+
+@dataclass
+class ExportOptions:
+    """What to export, and how (the CLI's flags fill these).
+
+    Attributes:
+        model_dir: a local model directory (config, weights, tokenizer).
+        output_dir: where the ONNX directory is written.
+        precisions: optimum quantized files to add: any of "int8", "int4" (empty: fp32 only).
+        decode: quantized decode graphs to add beside `decode_fp32.onnx` (any of "int8",
+            "int4"); None: no decode graphs (a model that is not GPT-Neo).
+        device: "cpu" or "cuda", for the export, the reference and the ONNX sessions.
+        settings: the gate's settings; None skips the gate (benchmarks only).
+        int4_block_size: MatMulNBits block size of the int4 files.
+        int8_block_size: MatMulNBits block size of `decode_int8.onnx`.
+        int4_embeddings: also 4-bit the embedding tables in `model_int4.onnx`.
+        window_cache: local layers' caches hold only their window in the decode graphs.
+        recorded: the resolved CLI options, written into the report.
+    """
+
+    model_dir: str | Path
+    output_dir: str | Path
+    precisions: Sequence[str] = ("int8",)
+    decode: Sequence[str] | None = ("int8", "int4")
+    device: str = "cpu"
+    settings: GateSettings | None = None
+    int4_block_size: int = 32
+    int8_block_size: int = DEFAULT_INT8_BLOCK
+    int4_embeddings: bool = False
+    window_cache: bool = True
+    recorded: dict = field(default_factory=dict)
 
 
 @dataclass
 class ExportResult:
-    """What `export_model` produced."""
+    """What an export produced (`output_dir` holds it when `.passed`)."""
 
     output_dir: Path
     files: dict[str, Path]
     gate: GateResult | None
     report: dict = field(default_factory=dict)
+    report_path: Path | None = None
 
     @property
     def passed(self) -> bool:
         return self.gate is None or self.gate.passed
 
 
-def load_reference(model_dir: str | Path, device: str = "cpu"):
-    """The PyTorch model (fp32, eval mode) and its tokenizer, as the gate's reference."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class _Timer:
+    """Runs a step, logs its start and duration, keeps the durations for the report."""
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().to(device)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return model, tokenizer
+    def __init__(self, log: Callable[[str], None]):
+        self.log, self.timings = log, {}
 
-
-def export_fp32(model_dir: Path, out: Path, device: str = "cpu") -> Path:
-    """Export with optimum (task text-generation-with-past) into `out/model.onnx`.
-
-    Also makes sure `out` holds `tokenizer.json` and `generation_config.json` (optimum copies
-    them when the input has them; otherwise they are written from the tokenizer/config).
-
-    Returns:
-        The path of `model.onnx`.
-    """
-    from optimum.exporters.onnx import main_export
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
-
-    # optimum's own validation compares on one random input; the gate does much more.
-    main_export(str(model_dir), output=out, task="text-generation-with-past", device=device,
-                do_validation=False)
-    if not (out / "tokenizer.json").exists():
-        AutoTokenizer.from_pretrained(model_dir, use_fast=True).save_pretrained(out)
-    if not (out / "generation_config.json").exists():
-        GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_dir)).save_pretrained(out)
-    return out / FILE_NAMES["fp32"]
+    def __call__(self, step: str, fn, *args, **kwargs):
+        self.log(f"[export] {step} ...")
+        start = time.perf_counter()
+        value = fn(*args, **kwargs)
+        self.timings[step] = round(time.perf_counter() - start, 3)
+        self.log(f"[export] {step} done in {self.timings[step]:.1f} s")
+        return value
 
 
-def quantize_file(precision: str, fp32_path: Path, out: Path, int4_block_size: int = 32,
-                  int4_embeddings: bool = False) -> dict:
-    """Write `model_{precision}.onnx` next to the fp32 file; returns the quantizer's summary."""
-    target = out / FILE_NAMES[precision]
-    if precision == "int8":
-        return quantize.quantize_int8(fp32_path, target)
-    if precision == "int4":
-        return quantize.quantize_int4(fp32_path, target, block_size=int4_block_size,
-                                      embeddings=int4_embeddings)
-    raise ValueError(f"unknown quantization {precision!r} (expected int8 or int4)")
+def export_model(options: ExportOptions, log: Callable[[str], None] = print,
+                 checkpoint: tuple | None = None) -> ExportResult:
+    """Export, quantize and validate a Hugging Face causal LM into `options.output_dir`.
 
-
-def export_model(
-    model_dir: str | Path,
-    output_dir: str | Path,
-    precisions: Sequence[str] = ("int8",),
-    device: str = "cpu",
-    settings: GateSettings | None = None,
-    int4_block_size: int = 32,
-    int4_embeddings: bool = False,
-    options: dict | None = None,
-    log: Callable[[str], None] = print,
-    decode: Sequence[str] | None = ("int8", "int4"),
-    int8_block_size: int = DEFAULT_INT8_BLOCK,
-    checkpoint: tuple | None = None,
-    window_cache: bool = True,
-) -> ExportResult:
-    """Export, quantize and validate a Hugging Face causal LM directory.
+    Files are written into the directory as they are made; `export_staged` publishes them
+    whole instead.
 
     Args:
-        model_dir: a local model directory (config, weights, tokenizer).
-        output_dir: where the ONNX directory is written (created).
-        precisions: quantized files to add: any of "int8", "int4" (empty: fp32 only).
-        device: "cpu" or "cuda", for the export, the reference and the ONNX sessions.
-        settings: the gate's settings; None skips the gate (benchmarks only).
-        int4_block_size: MatMulNBits block size.
-        int4_embeddings: also 4-bit the embedding tables in the int4 file.
-        options: the resolved CLI options, recorded in the report.
+        options: what to export and how.
         log: where progress lines go.
-        decode: quantized decode graphs to add beside `decode_fp32.onnx` (any of "int8",
-            "int4"); None: no decode graphs (a model that is not GPT-Neo).
-        int8_block_size: MatMulNBits block size of `decode_int8.onnx`.
-        checkpoint: `decode_export.read_checkpoint(model_dir)` when the caller has it already.
-        window_cache: local layers' caches hold only their window in the decode graphs.
+        checkpoint: `read_checkpoint(model_dir)` when the caller has it already.
 
     Returns:
         The ExportResult; `.passed` tells whether the gate passed. The report, model card and
-        all files are written either way.
+        all files are written either way (decode graphs that failed are deleted).
+
+    Raises:
+        ValueError: the checkpoint does not fit its config.json (before anything is built).
     """
-    model_dir, out = Path(model_dir), Path(output_dir)
+    model_dir, out, o = Path(options.model_dir), Path(options.output_dir), options
     out.mkdir(parents=True, exist_ok=True)
-    removed = decode_export.remove_stale_files(out)
-    if removed:
-        log(f"[export] removed an earlier export's files from {out}: {', '.join(removed)}")
-    timings: dict[str, float] = {}
-
-    def timed(step: str, fn, *args, **kwargs):
-        log(f"[export] {step} ...")
-        start = time.perf_counter()
-        value = fn(*args, **kwargs)
-        timings[step] = round(time.perf_counter() - start, 3)
-        log(f"[export] {step} done in {timings[step]:.1f} s")
-        return value
-
-    fp32 = timed("onnx export (fp32)", export_fp32, model_dir, out, device)
-    files = {"fp32": fp32}
-    quantizers = {}
-    for precision in precisions:
+    if o.decode is not None and checkpoint is None:
+        checkpoint = read_checkpoint(model_dir)
+    timed = _Timer(log)
+    fp32 = timed("onnx export (fp32)", export_fp32, model_dir, out, o.device)
+    files, quantizers = {"fp32": fp32}, {}
+    for precision in o.precisions:
         quantizers[precision] = timed(f"quantize {precision}", quantize_file, precision, fp32, out,
-                                      int4_block_size, int4_embeddings)
-        files[precision] = out / FILE_NAMES[precision]
+                                      o.int4_block_size, o.int4_embeddings)
+        files[precision] = out / OPTIMUM_FILES[precision]
     decode_paths, config = {}, None
-    block_sizes = {"int8": int8_block_size, "int4": int4_block_size}
-    if decode is not None:
-        config, weights = checkpoint or decode_export.read_checkpoint(model_dir)
-        decode_paths = timed("decode graphs", decode_export.write_decode_graphs, config, weights,
-                             out, decode, block_sizes, window_cache)
-        del weights, checkpoint
+    block_sizes = {"int8": o.int8_block_size, "int4": o.int4_block_size}
+    if o.decode is not None:
+        config, weights = checkpoint
+        decode_paths = timed("decode graphs", write_decode_graphs, config, weights, out, o.decode,
+                             block_sizes, o.window_cache)
+        del weights, checkpoint  # the gate loads the PyTorch model: do not hold both
     gate, decode_gate = None, None
-    if settings is not None:
-        gate, decode_gate = _run_gates(model_dir, files, decode_paths, config, settings, device,
-                                       timed, log)
+    if o.settings is not None:
+        gate, decode_gate = _run_gates(model_dir, files, decode_paths, config, o.settings,
+                                       o.device, timed, log)
     manifest = None
     if decode_paths:
-        manifest = _keep_passing_decode_graphs(config, decode_paths, decode_gate, block_sizes, out, log,
-                                               window_cache)
-        files.update({f"decode_{p}": out / name for p, name in (manifest or {}).get("files", {}).items()})
-    report = card.build_report(model_dir, files, quantizers, gate, timings, options or {})
+        manifest = keep_passing_graphs(config, decode_paths, decode_gate, block_sizes, out, log,
+                                       o.window_cache)
+        files.update({f"decode_{p}": out / DECODE_FILES[p] for p in (manifest or {}).get("files", {})})
+    report = card.build_report(model_dir, files, quantizers, gate, timed.timings, o.recorded)
     report["decode"] = manifest
-    (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     card.write_model_card(model_dir, out, report)
-    return ExportResult(out, files, gate, report)
+    return ExportResult(out, files, gate, report, out / REPORT)
 
 
 def _run_gates(model_dir: Path, files: dict[str, Path], decode_paths: dict[str, Path], config,
@@ -169,32 +159,3 @@ def _run_gates(model_dir: Path, files: dict[str, Path], decode_paths: dict[str, 
     gate.checks += decode_gate.checks
     gate.quality.update({f"decode {p}": q for p, q in decode_gate.quality.items()})
     return gate, decode_gate
-
-
-def _keep_passing_decode_graphs(config, paths: dict[str, Path], gate, block_sizes: dict, out: Path,
-                                log, window_cache: bool = False) -> dict | None:
-    """Delete the decode graphs that failed the gate, write `decode.json` for the others.
-
-    Returns:
-        decode.json's content, or None when no graph passed (no decode.json then).
-    """
-    passed = list(paths) if gate is None else gate.passed
-    for precision, path in paths.items():
-        if precision not in passed:
-            log(f"[export] {path.name} failed the gate: not written")
-            path.unlink()
-    if not passed:
-        return None
-    step_ms = {} if gate is None else gate.step_ms
-    summary = None if gate is None else {
-        "passed": all(c.passed for c in gate.checks),
-        "checks": {c.name: c.value for c in gate.checks},
-        "quality": gate.quality,
-        "cpu_ms_per_step_batch1": step_ms,  # 1 thread; for choosing the default only
-    }
-    manifest = decode_export.decode_manifest(config, {p: paths[p] for p in passed},
-                                             decode_export.choose_default(step_ms, passed),
-                                             summary, block_sizes, window_cache)
-    decode_export.write_manifest(out, manifest)
-    log(f"[export] decode.json: {', '.join(manifest['files'].values())}; default {manifest['default']}")
-    return manifest

@@ -39,8 +39,15 @@ def plot_loss(log_history: list[dict], path: str | Path) -> Path:
         ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
     if evals:
         ax.plot(*zip(*evals, strict=True), "o-", label="validation loss")
+    return finish_plot(fig, ax, "cross-entropy (nats/token)", path)
+
+
+def finish_plot(fig, ax, ylabel: str, path: str | Path) -> Path:
+    """Label a loss-per-step plot, save it as a PNG and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -118,7 +125,7 @@ they appear in validation or test, tokenized with an EOS after each, and packed 
 {rows}
 
 {metrics["train_steps"]} optimizer steps, {metrics["tokens_seen"]:,} tokens seen, {metrics["tokens_per_s"]:,.0f} tokens/s,
-{metrics["wall_time_s"]:.0f} s wall time on {hw["processes"]} x {hw["device_name"]} ({hw["precision"]}).
+{metrics["wall_time_s"]:.0f} s wall time on {hw["processes"]} x {hw["device_name"]} ({_speed(hw, config)}).
 Peak learning rate {config["learning_rate"]} (cosine, {config["warmup_ratio"]:.0%} warmup), effective batch
 {config["batch_size"]} x {config["gradient_accumulation_steps"]} x {hw["processes"]} blocks.
 Loss curves: `loss.png`; {_tracking(config.get("report_to", "tensorboard"))}every option: `finetune_config.json`.
@@ -158,6 +165,12 @@ MODEL_ID={repo_id} python app.py
 Trained only on abstracts: it writes abstract-like text with no regard for truth; citations,
 numbers and claims it produces are invented.
 """
+
+
+def _speed(hardware: dict, config: dict) -> str:
+    """Precision, attention and compilation, as the card states them."""
+    compiled = ", torch.compile" if config.get("torch_compile") else ""
+    return f"{hardware['precision']}, {config.get('attn_implementation', 'eager')} attention{compiled}"
 
 
 def _tracking(report_to: str) -> str:

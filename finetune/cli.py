@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         if kind is bool:
             parser.add_argument(flag, action="store_true", help=help_text)
             continue
+        if kind == bool | None:  # unset (None) leaves the choice to finetune/defaults.py
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+            continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         parser.add_argument(flag, type=base, default=default, required=required,
                             choices=f.metadata.get("choices"), metavar=f.name.upper(), help=help_text)

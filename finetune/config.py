@@ -18,6 +18,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from finetune.defaults import ATTENTION_CHOICES, SpeedChoices, speed_choices, training_device
+
 MULTI_XSCIENCE = "multi-xscience"
 DEFAULT_MODEL = "EleutherAI/gpt-neo-125m"
 FINETUNE_LR = 5e-5
@@ -107,7 +109,14 @@ class FinetuneConfig:
     overwrite: bool = field(default=False, metadata={
         "help": "Start afresh in an --output-dir that holds a finished model or checkpoints: the "
                 "earlier run's checkpoints and result files are deleted first."})
-    torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile."})
+    torch_compile: bool | None = field(default=None, metadata={
+        "help": "Compile the model with torch.compile (--no-torch-compile: don't). Default: on "
+                "with CUDA, off on a CPU (the rule in finetune/defaults.py)."})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "GPT-Neo attention: eager (transformers' own) or sdpa (torch's "
+                "scaled_dot_product_attention, equal to eager; finetune/attention.py). auto = "
+                "the rule in finetune/defaults.py (sdpa).",
+        "choices": ATTENTION_CHOICES})
     precision: str = field(default="auto", metadata={
         "help": "Training precision: bf16 mixed precision (fp32 master weights) or fp32. auto = bf16 "
                 "on a GPU that supports it, else fp32. bf16 on a CPU with AMX / AVX-512 BF16 trains "
@@ -160,7 +169,16 @@ class FinetuneConfig:
         out["learning_rate"] = self.lr
         out["save_steps"] = self.save_steps or self.eval_steps
         out["eval_batch_size"] = self.eval_batch_size or self.batch_size
+        speed = self.speed()
+        out["attn_implementation"] = speed.attn_implementation
+        out["torch_compile"] = speed.torch_compile
+        out["speed"] = speed.as_dict()
         return out
+
+    def speed(self) -> SpeedChoices:
+        """The speed switches for this machine: the device rule plus the explicit options."""
+        return speed_choices(training_device(), self.precision, self.attn_implementation,
+                             self.torch_compile)
 
 
 _POSITIVE = ("block_size", "batch_size", "gradient_accumulation_steps", "eval_steps",
@@ -196,6 +214,9 @@ def validate(cfg: FinetuneConfig) -> None:
         issues.append(f"--min-words must be >= 0 (got {cfg.min_words})")
     if cfg.max_words < max(cfg.min_words, 1):
         issues.append(f"--max-words must be >= 1 and >= --min-words (got {cfg.max_words})")
+    if cfg.attn_implementation not in ATTENTION_CHOICES:
+        issues.append(f"--attn-implementation must be one of {', '.join(ATTENTION_CHOICES)} "
+                      f"(got {cfg.attn_implementation!r})")
     if cfg.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
         issues.append("--report-to wandb needs the wandb package (pip install wandb)")
     issues += _source_issues(cfg)

@@ -76,6 +76,7 @@ def _write_results(cfg, trainer, result, before, after, splits, blocks, start, t
         "best_checkpoint": state.best_model_checkpoint,
         "parameters": trainer.model.num_parameters(),
         "hardware": hardware_info(trainer.args),
+        "speed": cfg.speed().as_dict(),  # precision, attention, optimizer, compile, loader
         "data": {
             "source": cfg.data if cfg.data == MULTI_XSCIENCE else data_path.name,
             "multi_xscience": cfg.data == MULTI_XSCIENCE or data_path.is_dir()

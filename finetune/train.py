@@ -19,7 +19,9 @@ from transformers import (
     default_data_collator,
 )
 
+from finetune import attention
 from finetune.config import ConfigError, FinetuneConfig, TrainingDiverged, scratch_config_fields
+from finetune.defaults import training_arguments_kwargs
 from finetune.speed import SpeedCallback, flops_per_token, peak_flops
 from finetune.tokenize_cache import first_line
 
@@ -44,9 +46,12 @@ def build_model(cfg: FinetuneConfig, tokenizer):
         ConfigError: the from-scratch fields are not a valid GPTNeoConfig.
     """
     eos = tokenizer.eos_token_id
+    attention.register()
+    attn = cfg.speed().attn_implementation
     if cfg.from_scratch:
         fields = scratch_config_fields(cfg.from_scratch)
-        fields.update(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos, use_cache=True)
+        fields.update(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos, use_cache=True,
+                      attn_implementation=attn)
         try:
             config = GPTNeoConfig(**fields)
         except (TypeError, ValueError) as err:
@@ -55,9 +60,13 @@ def build_model(cfg: FinetuneConfig, tokenizer):
         model = GPTNeoForCausalLM(config)
     else:
         try:
-            model = AutoModelForCausalLM.from_pretrained(cfg.model)
+            model = AutoModelForCausalLM.from_pretrained(cfg.model, attn_implementation=attn)
         except OSError as err:
             raise ConfigError(f"--model {cfg.model}: cannot load ({first_line(err)})") from err
+        except ValueError as err:
+            if "attention" not in str(err):  # only "does not support ... attention" is ours
+                raise
+            raise ConfigError(f"--attn-implementation {attn}: {first_line(err)}") from err
         if model.config.max_position_embeddings < cfg.block_size:
             raise ConfigError(f"--block-size {cfg.block_size} exceeds {cfg.model}'s "
                               f"max_position_embeddings ({model.config.max_position_embeddings})")
@@ -77,13 +86,6 @@ def tidy_for_saving(model) -> None:
     model.config.use_cache = True
 
 
-def use_bf16(precision: str = "auto") -> bool:
-    """bf16 mixed precision: asked for, or (auto) where the GPU supports it; fp32 on CPU."""
-    if precision != "auto":
-        return precision == "bf16"
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 def has_accelerator() -> bool:
     """A CUDA, MPS or XPU device is there (else we train on CPU)."""
     xpu = getattr(torch, "xpu", None)
@@ -93,7 +95,6 @@ def has_accelerator() -> bool:
 
 def training_arguments(cfg: FinetuneConfig) -> TrainingArguments:
     """The TrainingArguments for these options (this also sets up torch.distributed)."""
-    cuda = torch.cuda.is_available()
     opts = cfg.to_dict()
     return TrainingArguments(
         output_dir=cfg.output_dir,
@@ -120,17 +121,13 @@ def training_arguments(cfg: FinetuneConfig) -> TrainingArguments:
         logging_first_step=True,
         logging_dir=os.path.join(cfg.output_dir, "runs"),
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        bf16=use_bf16(cfg.precision),
-        tf32=cuda and torch.cuda.get_device_capability()[0] >= 8,
-        optim="adamw_torch_fused" if cuda else "adamw_torch",
-        torch_compile=cfg.torch_compile,
+        **training_arguments_kwargs(cfg.speed()),  # precision, optimizer, compile, loader
         seed=cfg.seed,
         include_num_input_tokens_seen=True,
         # Trainer would log the window's mean in place of a NaN/inf step loss; we want to see it.
         logging_nan_inf_filter=False,
         ddp_find_unused_parameters=False,
         save_safetensors=True,
-        dataloader_pin_memory=cuda,
     )
 
 

@@ -7,7 +7,7 @@
 """
 
 from .engine import Engine
-from .params import RowResult, RowStats, SamplingParams, StepUpdate
+from .sampling.params import RowResult, RowStats, SamplingParams, StepUpdate
 from .score import ScoreResult
 
 __all__ = ["Engine", "RowResult", "RowStats", "SamplingParams", "ScoreResult", "StepUpdate"]

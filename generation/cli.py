@@ -9,7 +9,8 @@ from dataclasses import asdict, replace
 
 from .contract import PRECISIONS
 from .engine import Engine
-from .params import SamplingParams
+from .sampling.params import SamplingParams
+from .sampling.pipeline import WARPERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,14 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="the text to continue")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="most new tokens (default: generation_config.json's, else 64)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="0 = greedy; > 0 samples (default: from generation_config.json)")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0 = off)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus probability mass (1 = off)")
-    p.add_argument("--min-p", type=float, default=None,
-                   help="drop tokens below min_p × the top probability (0 = off)")
-    p.add_argument("--repetition-penalty", type=float, default=None,
-                   help="> 1 discourages repeating tokens (1 = off)")
+    for w in WARPERS:
+        p.add_argument("--" + w.field.replace("_", "-"), type=w.kind, default=None, help=w.help)
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed → same text)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="which graph: with decode.json, its decode_<precision>.onnx (default: "
@@ -48,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_params(args: argparse.Namespace, defaults: SamplingParams) -> SamplingParams:
     """The model's defaults overridden by whatever was given on the command line."""
-    given = {k: getattr(args, k) for k in
-             ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed")
+    given = {k: getattr(args, k) for k in [w.field for w in WARPERS] + ["seed"]
              if getattr(args, k) is not None}
     return replace(defaults, **given)
 

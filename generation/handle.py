@@ -1,56 +1,65 @@
-"""A request as the scheduler holds it, and the handle its caller reads updates from.
+"""The caller's side of one request: what the loop sent, turned into text and results.
 
-The scheduler's thread owns each row's state (`RowState`); it sends the caller only what
-changed (`RowUpdate`s, one message per step on the request's own queue), and the handle
-applies them to the caller's copy of the results. No object is written by both threads.
+The loop's thread sends each row's `RowUpdate`s (token, probability, finish reason, time), one
+message per step on the request's own queue. The handle applies them on the caller's thread:
+its `RowBuilder`s own each row's detokenizer and the only `RowResult`, and compute its stats.
+No object is written by both threads.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
-from .engine import Prepared
-from .params import RowResult, RowStats, StepUpdate
-
-
-@dataclass(eq=False)
-class Request:
-    """One submitted request, as the scheduler's thread sees it."""
-
-    prepared: Prepared
-    deadline: float  # time.monotonic() after which it ends
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    rows: list = field(default_factory=list)  # RowState per row, made at admission
-    stage: int | None = None  # the slot its prompt is prefilled into
-    prefilled: int = 0  # prompt tokens already in that slot
-    cancelled: bool = False  # set by the caller's thread; read at step boundaries
-    ended: bool = False
-    done: threading.Event = field(default_factory=threading.Event)  # set with the last message
+from .detok import IncrementalDetokenizer
+from .request import Request, RowUpdate
+from .sampling.params import RowResult, RowStats, StepUpdate
 
 
-@dataclass(frozen=True)
-class RowUpdate:
-    """What one row gained in one step."""
+class RowBuilder:
+    """One row's result, built from its updates.
 
-    row: int
-    token: int
-    delta: str
-    probability: float
-    finished: bool
-    finish_reason: str | None
-    stats: RowStats
+    Args:
+        params: the row's sampling settings.
+        tokenizer: the `tokenizers.Tokenizer` that decodes it.
+        prompt_tokens: prompt tokens fed to the model (after truncation).
+    """
 
-    @classmethod
-    def of(cls, row: int, result: RowResult, delta: str) -> RowUpdate:
-        """The update of row `row` whose result just took one token."""
-        prob = result.pieces[-1][1] if delta else 0.0
-        return cls(row, result.token_ids[-1], delta, prob, result.finished, result.finish_reason,
-                   dataclasses.replace(result.stats))
+    def __init__(self, params, tokenizer, prompt_tokens: int):
+        self.params = params
+        self.detok = IncrementalDetokenizer(tokenizer)
+        self.result = RowResult(stats=RowStats(prompt_tokens=prompt_tokens))
+
+    def apply(self, update: RowUpdate) -> str:
+        """Record the row's next token.
+
+        Returns:
+            The text it completes ("" while a character is unfinished).
+        """
+        row = self.result
+        row.token_ids.append(update.token)
+        if update.finish_reason == "eos":
+            delta = self.detok.flush()  # the EOS token itself has no text
+        else:
+            delta = self.detok.add(update.token)
+            if update.finish_reason == "length":
+                delta += self.detok.flush()
+        if delta:
+            row.text += delta
+            row.pieces.append((delta, update.prob))
+        row.finished, row.finish_reason = update.finish_reason is not None, update.finish_reason
+        _update_stats(row.stats, update.t)
+        return delta
+
+
+def _update_stats(stats: RowStats, now: float) -> None:
+    stats.new_tokens += 1
+    if stats.new_tokens == 1:
+        stats.ttft_s = now
+    stats.elapsed_s = now
+    decode_time = now - stats.ttft_s
+    stats.tokens_per_s = ((stats.new_tokens - 1) / decode_time if decode_time > 0
+                          else stats.new_tokens / max(now, 1e-9))
 
 
 class Handle:
@@ -62,18 +71,19 @@ class Handle:
     Attributes:
         rows: the cumulative result of every row (updated in place as updates are read).
         prompt_truncated: prompt tokens cut from the left to fit the context.
-        timed_out: True when the request ended at the scheduler's time limit.
+        timed_out: True when the request ended at the loop's time limit.
     """
 
-    def __init__(self, request: Request):
+    def __init__(self, request: Request, tokenizer):
         self._request = request
         prompt = len(request.prepared.ids)
-        self.rows = [RowResult(stats=RowStats(prompt_tokens=prompt)) for _ in request.prepared.params]
+        self._builders = [RowBuilder(p, tokenizer, prompt) for p in request.prepared.params]
+        self.rows = [b.result for b in self._builders]
         self.prompt_truncated = request.prepared.truncated
         self.timed_out = False
 
     def cancel(self) -> None:
-        """Ask the scheduler to drop this request at its next step boundary."""
+        """Ask the loop to drop this request at its next step boundary."""
         self._request.cancelled = True
 
     def __iter__(self) -> Iterator[StepUpdate]:
@@ -118,8 +128,8 @@ class Handle:
             self.cancel()  # no-op once the request ended
 
     def read_now(self) -> tuple[StepUpdate | None, bool]:
-        """Apply what the scheduler has sent so far, without waiting (for a caller that runs
-        the scheduler's steps itself, `Scheduler.drive`).
+        """Apply what the loop has sent so far, without waiting (for a caller that runs the
+        loop's steps itself, `Loop.drive`).
 
         Returns:
             (a StepUpdate merging the steps read, or None if none came; True once ended).
@@ -145,13 +155,10 @@ class Handle:
         if not steps:
             return None
         deltas = [""] * len(self.rows)
+        builders = self._builders
         for updates in steps:
             for u in updates:
-                row = self.rows[u.row]
-                row.token_ids.append(u.token)
-                if u.delta:
-                    row.text += u.delta
-                    row.pieces.append((u.delta, u.probability))
-                    deltas[u.row] += u.delta
-                row.finished, row.finish_reason, row.stats = u.finished, u.finish_reason, u.stats
+                delta = builders[u.row].apply(u)
+                if delta:
+                    deltas[u.row] += delta
         return deltas

@@ -61,14 +61,14 @@ def decode_facts(out: Path) -> tuple[str, str, str]:
 
 
 def app_examples() -> list[str]:
-    """The example prompts of app.py (read from its source: importing it would start a model)."""
+    """The example prompts of the app (read from demo/ui.py's source: importing it loads Gradio)."""
     import ast
 
-    tree = ast.parse((REPO / "app.py").read_text())
+    tree = ast.parse((REPO / "demo" / "ui.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXAMPLES" for t in node.targets):
             return list(ast.literal_eval(node.value))
-    raise ValueError("app.py has no EXAMPLES list")
+    raise ValueError("demo/ui.py has no EXAMPLES list")
 
 
 def continuations(out: Path, prompts, sampled, label: str, tokens: int = 60) -> str:

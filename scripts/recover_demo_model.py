@@ -100,21 +100,24 @@ def verify(model_dir: Path, onnx_path: Path, tokens: int = 32) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from export import ort_io
+    from export.gate.checks import greedy_fn, teacher_forced_fn
+    from export.optimum.gate import open_runner
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
-    session = ort_io.open_session(onnx_path)
+    runner = open_runner(onnx_path, heads=model.config.num_heads, hidden=model.config.hidden_size)
+    score = teacher_forced_fn(runner, model.config.max_position_embeddings)
+    greedy = greedy_fn(runner)
     diff, same, total, first = 0.0, 0, 0, []
     for prompt in PROMPTS:
         ids = tok(prompt)["input_ids"]
-        onnx_logits = ort_io.forward(session, np.array([ids]), np.ones((1, len(ids)), np.int64))[0]
+        onnx_logits = score(ids)
         with torch.no_grad():
             ref = model(torch.tensor([ids])).logits.numpy()
             want = model.generate(torch.tensor([ids]), max_new_tokens=tokens, do_sample=False,
                                   pad_token_id=tok.eos_token_id)[0, len(ids):].tolist()
-        diff = max(diff, float(np.abs(onnx_logits - ref).max()))
-        got = ort_io.greedy(session, ids, tokens, eos_id=None)
+        diff = max(diff, float(np.abs(onnx_logits - ref[0]).max()))
+        got = greedy(ids, tokens, eos_id=None)
         same += sum(a == b for a, b in zip(want, got, strict=False))
         total += len(want)
         first.append(next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), len(want)))

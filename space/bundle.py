@@ -1,7 +1,7 @@
 """Build a complete Hugging Face Space repository from an explicit allow-list of files.
 
 Nothing is copied by walking the working directory: the bundle is `README.md` (written
-here), `app.py`, the `*.py` files of `generation/` that are imported, `requirements.txt`
+here), `app.py`, the `*.py` files of `generation/` and `demo/` that are imported, `requirements.txt`
 (written here) and, with `embed_model`, the few files the engine loads. Caches, checkpoints,
 `.env` files and anything else beside them never reach it, and a bundle in which any file
 holds a Hugging Face token is refused.

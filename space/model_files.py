@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from generation.contract import DECODE_JSON
-from generation.model import choose_model_file
+from generation.files import choose_model_file
 from space.errors import UserError
 
 # Without a decode graph (decode.json), the engine's default: int8 when present, else fp32.

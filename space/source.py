@@ -10,7 +10,7 @@ from pathlib import Path
 from space.errors import UserError
 
 APP_FILE = Path("app.py")
-CODE_PACKAGES = ("generation",)
+CODE_PACKAGES = ("generation", "demo")
 # What the Space has installed: requirements.txt's runtime plus gradio (from sdk_version).
 SPACE_MODULES = frozenset(
     {"onnxruntime", "tokenizers", "numpy", "huggingface_hub", "gradio", "gradio_client"}

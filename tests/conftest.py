@@ -116,3 +116,16 @@ def tiny_onnx_dir(tmp_path_factory, tiny_model_dir) -> Path:
         if (tiny_model_dir / name).exists() and not (out / name).exists():
             shutil.copy(tiny_model_dir / name, out / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_model_dir) -> tuple[int, Path]:
+    """(exit code, output dir) of `python -m export --quantize int8 int4` on the tiny model
+    (decode graphs fp32, int8, int4 by default)."""
+    from export.cli import main
+
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    code = main(["--model", str(tiny_model_dir), "--output-dir", str(out),
+                 "--quantize", "int8", "int4", "--int4-block-size", "16",
+                 "--int8-block-size", "16"])
+    return code, out

@@ -7,6 +7,7 @@ export, so these tests pass before and after the demo model is committed.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,12 @@ def start_server(model: Path, log: Path, **env: str) -> tuple[subprocess.Popen, 
         (the process, its URL).
     """
     return start_app(model, log, **env)
+
+
+def start_faulty(model: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """`start_server` for the demo with the faults of faulty_app.py."""
+    script = Path(__file__).with_name("faulty_app.py")
+    return start_app(model, log, argv=[sys.executable, str(script)], PYTHONPATH=str(REPO_ROOT), **env)
 
 
 def stop_server(proc: subprocess.Popen) -> None:

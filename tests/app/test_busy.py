@@ -1,6 +1,7 @@
 """The serving limits of the per-request mode (SERVING=per-request; the batched mode's are in
 test_serving.py): beyond Gradio's bounded queue a request is refused with a clear "queue is
-full" message, and a request stops at the per-request time cap."""
+full" message, and a request stops at the per-request time cap (each step slowed, so that a
+whole text always takes longer than the cap)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from gradio_client import Client
 from gradio_client.utils import QueueError
 
 from generation import SamplingParams
-from tests.app.conftest import start_server, stop_server
+from tests.app.conftest import start_faulty, stop_server
+
+SLOW_STEP_S, TIME_LIMIT_S = 0.02, 0.3
 
 
 @pytest.mark.slow
 def test_a_full_queue_turns_requests_away_and_recovers(app_model_dir, engine, tmp_path):
-    proc, url = start_server(app_model_dir, tmp_path / "server.log",
+    proc, url = start_faulty(app_model_dir, tmp_path / "server.log",
                              SERVING="per-request", CONCURRENCY="1", QUEUE_SIZE="1",
-                             REQUEST_TIME_LIMIT_S="0.3")
+                             REQUEST_TIME_LIMIT_S=str(TIME_LIMIT_S), SLOW_STEP_S=str(SLOW_STEP_S))
     try:
         def ask(_: int) -> str:
             client = Client(url, verbose=False)
@@ -40,7 +43,8 @@ def test_a_full_queue_turns_requests_away_and_recovers(app_model_dir, engine, tm
         cut = client.predict("We study", n, api_name="/greedy")
         full = engine.generate("We study", [SamplingParams()], n)[0]
         assert full.text.startswith(cut)
-        if full.stats.elapsed_s > 0.6:  # well past the cap here too: the server must have cut it
-            assert len(cut) < len(full.text)
+        # At >= 20 ms a step the server's whole text takes well past the cap: it must be cut.
+        assert len(full.token_ids) * SLOW_STEP_S > 3 * TIME_LIMIT_S
+        assert len(cut) < len(full.text)
     finally:
         stop_server(proc)

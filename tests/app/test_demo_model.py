@@ -30,9 +30,11 @@ def test_card_says_what_it_is():
     for needed in ("GPT-Neo", "parameters", "tokens seen", "epochs", "perplexity", "bits/byte",
                    "GPT-Neo-125M", "python -m finetune", "arXiv", "build_demo_model.py"):
         assert needed in card, needed
-    import app  # the card shows greedy and top-p continuations of each of the app's examples
+    from demo.ui import (
+        EXAMPLES,  # the card shows greedy and top-p continuations of each of the app's examples
+    )
 
-    for prompt in app.EXAMPLES:
+    for prompt in EXAMPLES:
         section = card.split(f"**{prompt}**", 1)[1].split("\n- **", 1)[0]
         assert "greedy:" in section and "top-p" in section, prompt
 

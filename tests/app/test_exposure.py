@@ -46,7 +46,8 @@ def test_config_shows_no_absolute_model_path(server):
 
 
 def test_shown_model_is_a_hub_id_a_path_under_the_app_or_a_folder_name(tmp_path):
-    from app import HERE, shown_model
+    from app import HERE
+    from demo.view import shown_model
 
     assert shown_model("someone/neo-xscience") == "someone/neo-xscience"
     assert shown_model(str(HERE / "demo_model")) == "demo_model"
@@ -68,6 +69,13 @@ def call_raw(server, api_name: str, body: bytes) -> str:
 def test_a_huge_top_k_is_a_clear_error(server, api_name):
     body = json.dumps({"data": [PROMPT, 8, 0.8, 10**30, 0.9, 0]}).encode()
     events = call_raw(server, api_name, body)
+    assert "event: error" in events and "top_k must be a whole number from 0 to" in events
+
+
+def test_an_integer_beyond_a_float_is_a_clear_error(server):
+    # JSON has integers of any size; float() of this one overflows.
+    body = json.dumps({"data": [PROMPT, 8, 0.8, 10**400, 0.9, 0]}).encode()
+    events = call_raw(server, "generate", body)
     assert "event: error" in events and "top_k must be a whole number from 0 to" in events
 
 

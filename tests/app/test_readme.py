@@ -1,4 +1,5 @@
-"""The README's gradio_client snippets, run as written against a real server."""
+"""The README's gradio_client snippets, run as written against a real server; its table of the
+demo's columns, as `python -m demo.columns --markdown` writes it."""
 
 from __future__ import annotations
 
@@ -32,3 +33,11 @@ def test_readme_snippets_run_against_the_server(server, tmp_path):
     assert "---" in lines  # the predict snippet printed its three texts
     streamed = [line for line in lines if re.fullmatch(r"\d+ \d+ \d+", line)]
     assert len(streamed) >= 2  # the submit snippet saw several growing updates
+
+
+def test_readme_columns_table_is_the_generated_one():
+    from demo.columns import markdown
+
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text[text.index("<!-- columns -->"):text.index("<!-- /columns -->")]
+    assert table.removeprefix("<!-- columns -->").strip() == markdown()

@@ -4,7 +4,6 @@ engine error stays in its request; memory does not creep."""
 
 from __future__ import annotations
 
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,9 +14,10 @@ from gradio_client.exceptions import AppError
 
 from bench._server import start_app, stop_app
 from generation import Engine
-from tests.app.conftest import DEMO_MODEL
+from tests.app.conftest import DEMO_MODEL, start_faulty
 from tests.app.test_api import reference
 from tests.generation.conftest import decode_dir  # noqa: F401 - a fixture used below
+from tests.helpers import wait_for
 
 PROMPTS = ["We study the problem of", "Graph neural networks are", "In this paper we show",
            "Deep learning methods for"]
@@ -43,22 +43,8 @@ def server(model, tmp_path_factory):
     stop_app(proc)
 
 
-def start_faulty(model: Path, tmp_path: Path, **env: str):
-    """The demo with the faults of faulty_app.py."""
-    script = Path(__file__).with_name("faulty_app.py")
-    return start_app(model, tmp_path / "server.log", argv=[sys.executable, str(script)],
-                     PYTHONPATH=str(Path(__file__).resolve().parents[2]), **env)
-
-
 def stats(url: str) -> dict:
     return Client(url, verbose=False).predict(api_name="/serving_stats")
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -82,14 +68,14 @@ def test_32_users_each_get_their_solo_result(server, solo):
 @pytest.mark.slow
 def test_a_cancelled_request_frees_its_rows(model, solo, tmp_path):
     # Each step slowed to 20 ms: left alone the request would run for seconds.
-    proc, url = start_faulty(model, tmp_path, SLOW_STEP_S="0.02")
+    proc, url = start_faulty(model, tmp_path / "server.log", SLOW_STEP_S="0.02")
     try:
         client = Client(url, verbose=False)
         job = client.submit(PROMPTS[0], min(500, solo.context_size - 40), 0.8, 40, 0.9, 0, api_name="/generate")
-        wait_for(lambda: stats(url)["rows"] > 0)  # some rows may end early (EOS)
+        wait_for(lambda: stats(url)["rows"] > 0, poll_s=0.05)  # some rows may end early (EOS)
         cancelled = time.monotonic()
         job.cancel()
-        wait_for(lambda: stats(url)["rows"] == 0, timeout=5)
+        wait_for(lambda: stats(url)["rows"] == 0, timeout=5, poll_s=0.05)
         assert time.monotonic() - cancelled < 2.0
         assert tuple(client.predict(PROMPTS[1], 8, 0.8, 40, 0.9, 3, api_name="/generate")) == \
             reference(solo, 0.8, 40, 0.9, 3, prompt=PROMPTS[1], n=8)
@@ -99,12 +85,12 @@ def test_a_cancelled_request_frees_its_rows(model, solo, tmp_path):
 
 @pytest.mark.slow
 def test_a_full_queue_answers_busy_at_once(model, solo, tmp_path):
-    proc, url = start_faulty(model, tmp_path, MAX_ROWS="3", QUEUE_SIZE="1", SLOW_STEP_S="0.03")
+    proc, url = start_faulty(model, tmp_path / "server.log", MAX_ROWS="3", QUEUE_SIZE="1", SLOW_STEP_S="0.03")
     try:
         holder = Client(url, verbose=False).submit(PROMPTS[0], min(500, solo.context_size - 40), 0.8, 40, 0.9, 0,
                                                    api_name="/generate")
         # While the holder keeps any row (its rows may end early), a 3-row request cannot start.
-        wait_for(lambda: stats(url)["rows"] > 0)
+        wait_for(lambda: stats(url)["rows"] > 0, poll_s=0.05)
 
         def ask(i: int) -> tuple[str, float]:
             start = time.perf_counter()
@@ -117,7 +103,7 @@ def test_a_full_queue_answers_busy_at_once(model, solo, tmp_path):
 
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(ask, i) for i in range(4)]
-            wait_for(lambda: sum(f.done() for f in futures) >= 3)  # one waits behind the holder
+            wait_for(lambda: sum(f.done() for f in futures) >= 3, poll_s=0.05)  # one waits behind the holder
             holder.cancel()
             outcomes = [f.result() for f in futures]
         busy = [t for what, t in outcomes if what == "busy"]
@@ -129,7 +115,7 @@ def test_a_full_queue_answers_busy_at_once(model, solo, tmp_path):
 
 @pytest.mark.slow
 def test_an_engine_error_reaches_only_its_request(model, solo, tmp_path):
-    proc, url = start_faulty(model, tmp_path)
+    proc, url = start_faulty(model, tmp_path / "server.log")
 
     def ask(seed: int):
         try:

@@ -1,8 +1,7 @@
-"""Fixtures for the export tests: one CLI export of the tiny model, shared by the module."""
+"""Fixtures for the export tests (the shared CLI export of the tiny model, `exported`, is in
+tests/conftest.py: the bench and scripts tests read it too)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -30,16 +29,3 @@ def fake_hub(monkeypatch):
     FakeHub.calls = []
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
     return FakeHub
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, tiny_model_dir) -> tuple[int, Path]:
-    """(exit code, output dir) of `python -m export --quantize int8 int4` on the tiny model
-    (decode graphs fp32, int8, int4 by default)."""
-    from export.cli import main
-
-    out = tmp_path_factory.mktemp("export") / "onnx"
-    code = main(["--model", str(tiny_model_dir), "--output-dir", str(out),
-                 "--quantize", "int8", "int4", "--int4-block-size", "16",
-                 "--int8-block-size", "16"])
-    return code, out

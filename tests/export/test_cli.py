@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
 
 from export.cli import main
-from export.quantize import count_ops
+from export.optimum.quantize import count_ops
 
 
 def test_export_passes_gate_and_writes_the_directory(exported):
@@ -69,7 +70,7 @@ def test_output_loads_with_optimum_and_matches_transformers_greedy(exported, tin
 
 
 def test_quantized_files_hold_quantized_matmuls_and_run(exported):
-    from export import ort_io
+    from export.optimum.gate import open_runner
 
     _, out = exported
     fp32, int8, int4 = (count_ops(out / f) for f in ("model.onnx", "model_int8.onnx", "model_int4.onnx"))
@@ -79,12 +80,19 @@ def test_quantized_files_hold_quantized_matmuls_and_run(exported):
     assert int8["MatMulInteger"] + int8["DynamicQuantizeMatMul"] == 13 and int8["MatMul"] == 4
     assert int4["MatMulNBits"] == 13 and int4["MatMul"] == 4
     ids = np.array([[5, 6, 7, 8, 9, 10, 11, 12, 13, 14]])
-    reference = ort_io.forward(ort_io.open_session(out / "model.onnx"), ids, np.ones_like(ids))[0]
+
+    def prefill(name):
+        runner = open_runner(out / name)
+        cache = runner.new_cache(1, ids.shape[1])
+        logits = runner.prefill(cache, 0, ids[0].tolist(), keep=ids.shape[1])[None]
+        return logits, dict(zip(runner.io.past, (v.shape() for v in cache.values), strict=True))
+
+    reference = prefill("model.onnx")[0]
     for name in ("model_int8.onnx", "model_int4.onnx"):
-        logits, cache = ort_io.forward(ort_io.open_session(out / name), ids, np.ones_like(ids))
+        logits, cache = prefill(name)
         assert logits.shape == reference.shape and np.isfinite(logits).all()
         assert 0 < np.abs(logits - reference).max() < 0.5 * np.abs(reference).max()
-        assert cache["past_key_values.1.value"].shape[2] == ids.shape[1]
+        assert cache["past_key_values.1.value"][2] == ids.shape[1]
 
 
 def _bad_model_dirs(tmp_path, tiny_model_dir):
@@ -103,6 +111,7 @@ def _bad_model_dirs(tmp_path, tiny_model_dir):
     ("unknown_quantization", "invalid choice: 'int3'"),
     ("non_empty_output", "exists and is not empty"),
     ("bad_block_size", "power of two"),
+    ("output_is_a_file", "is a file, not a directory"),
 ])
 def test_bad_input_exits_2_with_one_line(case, message, tmp_path, tiny_model_dir, capsys):
     empty, bert = _bad_model_dirs(tmp_path, tiny_model_dir)
@@ -122,6 +131,8 @@ def test_bad_input_exits_2_with_one_line(case, message, tmp_path, tiny_model_dir
         out = str(full)
     elif case == "bad_block_size":
         extra = ["--int4-block-size", "24"]
+    elif case == "output_is_a_file":
+        out, extra = str(full / "keep.txt"), ["--overwrite"]
     assert main(["--model", model, "--output-dir", out, *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
@@ -159,9 +170,11 @@ def test_failing_gate_exits_1_prints_numbers_and_pushes_nothing(
     assert code == 1
     assert "validation gate FAILED" in err and "FAIL fp32 logits short b1 prefill" in err
     assert fake_hub.calls == []
-    report = json.loads((tmp_path / "o" / "export_report.json").read_text())
+    # Nothing that failed is published: only the report is kept, beside the directory.
+    assert not (tmp_path / "o").exists() and "nothing written to" in err
+    report = json.loads((tmp_path / "o.gate-failed.json").read_text())
     assert report["gate"]["passed"] is False
-    shutil.rmtree(tmp_path / "o")
+    assert [p.name for p in tmp_path.iterdir()] == ["o.gate-failed.json"]
 
 
 def test_module_entry_point_reports_an_unreachable_hub_in_one_line(tmp_path):
@@ -230,6 +243,28 @@ def test_corrupted_checkpoint_or_non_finite_limit_exits_2_in_one_line(case, tmp_
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"num_layers": 1_000_000, "attention_types": [[["global", "local"], 500_000]],
+      "attention_layers": ["global", "local"] * 500_000}, "num_layers is 1000000 but the weights hold 2"),
+    ({"hidden_size": 64}, "transformer.wte.weight has shape (400, 32) (config.json implies (400, 64))"),
+])
+def test_a_config_that_disagrees_with_the_checkpoint_is_refused_at_once(change, message, tmp_path,
+                                                                         tiny_model_dir, capsys):
+    import optimum.exporters.tasks  # noqa: F401  (imported once by any export: not timed here)
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(dict(config, **change)))
+    start = time.perf_counter()
+    assert main(["--model", str(model), "--output-dir", str(tmp_path / "out")]) == 2
+    seconds = time.perf_counter() - start
+    assert seconds < 5, f"{seconds:.1f} s: the check must come before anything is built"  # was 18 s
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_overwrite_removes_an_earlier_exports_files(exported, tmp_path, tiny_model_dir):
     _, earlier = exported
     out = tmp_path / "onnx"
@@ -246,13 +281,14 @@ def test_overwrite_removes_an_earlier_exports_files(exported, tmp_path, tiny_mod
 
 
 def test_a_decode_graph_that_fails_the_gate_is_not_written(tmp_path, tiny_model_dir):
-    from export.gate import GateSettings
-    from export.pipeline import export_model
+    from export.gate.settings import GateSettings
+    from export.pipeline import ExportOptions, export_model
 
     settings = GateSettings(greedy_tokens=8, eval_tokens=64,
                             max_ppl_increase={"int8": 0.01, "int4": -1.0})  # int4 cannot pass
-    result = export_model(tiny_model_dir, tmp_path / "o", (), settings=settings, log=lambda _: None,
-                          decode=("int4",), int4_block_size=16)
+    options = ExportOptions(tiny_model_dir, tmp_path / "o", (), decode=("int4",), settings=settings,
+                            int4_block_size=16)
+    result = export_model(options, log=lambda _: None)
     assert not result.passed
     assert [c.name for c in result.gate.failures] == ["decode int4 perplexity increase"]
     assert not (tmp_path / "o" / "decode_int4.onnx").exists()

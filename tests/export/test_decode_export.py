@@ -5,20 +5,21 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from export.decode_export import choose_default
+from export.decode.files import choose_default
 
 
 def test_no_decode_graph_is_written_when_fp32_fails(tmp_path, tiny_model_dir, monkeypatch):
     import export.pipeline as pipeline
-    from export import validate
-    from export.gate import GateResult, GateSettings
+    from export.gate.checks import at_most
+    from export.gate.settings import GateResult, GateSettings
 
-    failed = validate.at_most("decode fp32 logits short b1 prefill", 1.0, 1e-4)
+    failed = at_most("decode fp32 logits short b1 prefill", 1.0, 1e-4)
     monkeypatch.setattr(pipeline, "run_gate", lambda *a, **k: GateResult([], {}, 0.0))
     monkeypatch.setattr(pipeline, "run_decode_gate", lambda *a, **k: SimpleNamespace(
         passed=[], checks=[failed], quality={}, step_ms={}))
-    result = pipeline.export_model(tiny_model_dir, tmp_path, (), settings=GateSettings(),
-                                   log=lambda _: None, decode=("int4",), int4_block_size=16)
+    options = pipeline.ExportOptions(tiny_model_dir, tmp_path, (), decode=("int4",),
+                                     settings=GateSettings(), int4_block_size=16)
+    result = pipeline.export_model(options, log=lambda _: None)
     assert not result.passed and result.report["decode"] is None
     assert not list(tmp_path.glob("decode*")) and (tmp_path / "model.onnx").is_file()
 

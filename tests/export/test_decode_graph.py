@@ -6,15 +6,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.decode_config import DecodeConfig, check_weights, load_weights
-from export.decode_graph import build_decode_graph
+from export.decode.checkpoint import DecodeConfig, check_weights, load_weights
+from export.decode.graph import build_decode_graph
+from export.gate.reference import torch_logits
 from generation.runners.decode_graph import DecodeRunner
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     """(config, weights, PyTorch model) of the tiny fixture model."""
-    from export.pipeline import load_reference
+    from export.gate.reference import load_reference
 
     config, weights = DecodeConfig.from_dir(tiny_model_dir), load_weights(tiny_model_dir)
     check_weights(config, weights)
@@ -41,13 +42,6 @@ def keep_logits(sessions, tiny, ids, keep: int) -> np.ndarray:
     return run.prefill(cache, 0, ids, keep=keep)
 
 
-def torch_last(model, ids) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        return model(torch.tensor([list(ids)])).logits[0].numpy()
-
-
 def prompt(n: int, seed: int, vocab: int) -> list[int]:
     return np.random.default_rng(seed).integers(0, vocab, n).tolist()
 
@@ -58,10 +52,10 @@ def test_fp32_matches_pytorch_beyond_the_window_on_prefill_and_cached_steps(tiny
     assert len(ids) - 10 > config.windows[1] > 0  # local layer: prompt far beyond its window
     run, cache = runner(sessions, tiny)
     logits = run.prefill(cache, 0, ids[:20], keep=20)
-    assert np.abs(logits - torch_last(model, ids[:20])).max() <= 1e-4
+    assert np.abs(logits - torch_logits(model, [ids[:20]])[0]).max() <= 1e-4
     for t in range(20, 30):
         step = run.step(cache, np.asarray([ids[t]]))[0]
-        assert np.abs(step - torch_last(model, ids[: t + 1])[-1]).max() <= 1e-4, t
+        assert np.abs(step - torch_logits(model, [ids[: t + 1]])[0][-1]).max() <= 1e-4, t
 
 
 def test_logits_to_keep_returns_the_last_positions(tiny, sessions):
@@ -91,7 +85,7 @@ def test_rows_of_different_lengths_in_one_batch_match_pytorch(tiny, sessions):
         logits = run.step(cache, np.asarray([t for (t,) in nxt]))[:, None]
         for slot in range(3):
             rows[slot] = rows[slot] + nxt[slot]
-            ref = torch_last(model, rows[slot])[-1]
+            ref = torch_logits(model, [rows[slot]])[0][-1]
             assert np.abs(logits[slot, -1] - ref).max() <= 1e-4, (step, slot)
 
 
@@ -121,7 +115,7 @@ def test_window_cache_holds_only_the_window_and_matches_pytorch_and_itself_alone
     rows = [prompt(n, 20 + n, config.vocab_size) for n in (23, 5, 11)]
     for slot, ids in enumerate(rows):
         logits = run.prefill(batch, slot, ids, keep=len(ids))
-        assert np.abs(logits - torch_last(model, ids)).max() <= 1e-4
+        assert np.abs(logits - torch_logits(model, [ids])[0]).max() <= 1e-4
     run.prefill(alone, 0, rows[1])
     for step in range(12):  # the 5-token row goes past the window too
         nxt = [[(3 * step + slot) % config.vocab_size] for slot in range(3)]
@@ -129,4 +123,4 @@ def test_window_cache_holds_only_the_window_and_matches_pytorch_and_itself_alone
         assert np.array_equal(run.step(alone, np.asarray(nxt[1]))[:1], logits[1]), step
         for slot in range(3):
             rows[slot] = rows[slot] + nxt[slot]
-            assert np.abs(logits[slot, -1] - torch_last(model, rows[slot])[-1]).max() <= 1e-4
+            assert np.abs(logits[slot, -1] - torch_logits(model, [rows[slot]])[0][-1]).max() <= 1e-4

@@ -12,7 +12,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from export import gate, heldout, ort_io, quantize, validate
+from export.gate import checks as validate
+from export.gate import heldout
+from export.gate.reference import position_ids_from_mask
+from export.gate.settings import GateSettings
+from export.optimum import gate, quantize
 
 
 def perturb_initializer(path: Path, name_part: str = "MatMul", scale: float = 1.05) -> str:
@@ -24,9 +28,15 @@ def perturb_initializer(path: Path, name_part: str = "MatMul", scale: float = 1.
     return init.name
 
 
+def scorer(path: Path):
+    """Teacher-forced logits [len, vocab] of a token list on an optimum file, through the
+    engine's runner."""
+    return validate.teacher_forced_fn(gate.open_runner(path), 256)
+
+
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir):
-    from export.pipeline import load_reference
+    from export.gate.reference import load_reference
 
     return load_reference(tiny_model_dir)
 
@@ -41,7 +51,7 @@ def altered_onnx(tiny_onnx_dir, tmp_path) -> Path:
 
 def test_gate_passes_on_the_faithful_export(reference, tiny_onnx_dir):
     model, tok = reference
-    result = gate.run_gate(model, tok, tiny_onnx_dir / "model.onnx", {}, gate.GateSettings(),
+    result = gate.run_gate(model, tok, tiny_onnx_dir / "model.onnx", {}, GateSettings(),
                            log=lambda _: None)
     assert result.passed, [c.line() for c in result.failures]
     assert len(result.checks) == 7
@@ -49,7 +59,7 @@ def test_gate_passes_on_the_faithful_export(reference, tiny_onnx_dir):
 
 def test_gate_refuses_an_altered_graph_with_the_numbers(reference, altered_onnx):
     model, tok = reference
-    result = gate.run_gate(model, tok, altered_onnx, {}, gate.GateSettings(), log=lambda _: None)
+    result = gate.run_gate(model, tok, altered_onnx, {}, GateSettings(), log=lambda _: None)
     assert not result.passed
     failed = {c.name for c in result.failures}
     assert {"fp32 logits short b1 prefill", "fp32 logits left-padded b2 cached steps"} <= failed
@@ -68,11 +78,11 @@ def test_long_prompt_exceeds_the_local_window(reference):
 
 
 def test_quality_is_exact_against_itself_and_not_against_an_altered_file(tiny_onnx_dir, altered_onnx):
-    ref = ort_io.open_session(tiny_onnx_dir / "model.onnx")
+    ref = scorer(tiny_onnx_dir / "model.onnx")
     chunks = [list(range(3, 40)), list(range(50, 90))]
-    same = validate.quantized_quality(ref, ort_io.open_session(tiny_onnx_dir / "model.onnx"), chunks)
+    same = validate.quantized_quality(ref, scorer(tiny_onnx_dir / "model.onnx"), chunks)
     assert same["ppl_increase"] == pytest.approx(0.0, abs=1e-12) and same["agreement"] == 1.0
-    other = validate.quantized_quality(ref, ort_io.open_session(altered_onnx), chunks)
+    other = validate.quantized_quality(ref, scorer(altered_onnx), chunks)
     assert other["ppl_increase"] != pytest.approx(0.0, abs=1e-6)
     checks = validate.quality_checks("int8", other, max_ppl_increase=-1.0, min_agreement=1.01)
     assert [c.passed for c in checks] == [False, False]
@@ -83,7 +93,7 @@ def test_perplexity_matches_torch_cross_entropy(reference, tiny_onnx_dir):
 
     model, _ = reference
     chunk = list(range(3, 60))
-    q = validate.quantized_quality(*(ort_io.open_session(tiny_onnx_dir / "model.onnx"),) * 2, [chunk])
+    q = validate.quantized_quality(*(scorer(tiny_onnx_dir / "model.onnx"),) * 2, [chunk])
     with torch.no_grad():
         loss = model(torch.tensor([chunk]), labels=torch.tensor([chunk])).loss.item()
     assert q["ppl"] == pytest.approx(np.exp(loss), rel=1e-4)
@@ -95,7 +105,7 @@ def test_position_ids_follow_transformers_for_left_padding():
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     t = torch.tensor(mask)
     want = (t.long().cumsum(-1) - 1).masked_fill(t == 0, 1).numpy()
-    np.testing.assert_array_equal(ort_io.position_ids_from_mask(mask), want)
+    np.testing.assert_array_equal(position_ids_from_mask(mask), want)
 
 
 def test_nan_never_passes():
@@ -111,8 +121,8 @@ def test_untying_keeps_the_function(tiny_onnx_dir, tmp_path):
     assert len(quantize.weight_matmuls(model)) == before + 1  # lm_head now has a weight
     onnx.save(model, str(tmp_path / "untied.onnx"))
     ids = np.array([[4, 9, 2, 33, 7]])
-    a = ort_io.forward(ort_io.open_session(tiny_onnx_dir / "model.onnx"), ids, np.ones_like(ids))[0]
-    b = ort_io.forward(ort_io.open_session(tmp_path / "untied.onnx"), ids, np.ones_like(ids))[0]
+    a = scorer(tiny_onnx_dir / "model.onnx")(ids[0])
+    b = scorer(tmp_path / "untied.onnx")(ids[0])
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -152,8 +162,8 @@ def test_int4_embeddings_option_quantizes_the_tables(tiny_onnx_dir, tmp_path):
     assert quantize.count_ops(small)["GatherBlockQuantized"] == 2  # token + position tables
     assert small.stat().st_size < plain.stat().st_size
     ids = np.array([[4, 9, 2, 33, 7]])
-    ref = ort_io.forward(ort_io.open_session(plain), ids, np.ones_like(ids))[0]
-    got = ort_io.forward(ort_io.open_session(small), ids, np.ones_like(ids))[0]
+    ref = scorer(plain)(ids[0])
+    got = scorer(small)(ids[0])
     assert np.isfinite(got).all() and 0 < np.abs(got - ref).max() < np.abs(ref).max()
 
 

@@ -25,12 +25,8 @@ DECODE_PRECISIONS = ("fp32", "int8", "int4")
 def write_decode_dir(out: Path, model_dir: Path, onnx_dir: Path, window_cache: bool) -> Path:
     """The tiny export (optimum's model.onnx) plus decode graphs at every precision and
     decode.json, written by export's own functions (without its gate, to stay fast)."""
-    from export.decode_export import (
-        decode_manifest,
-        read_checkpoint,
-        write_decode_graphs,
-        write_manifest,
-    )
+    from export.decode.checkpoint import read_checkpoint
+    from export.decode.files import decode_manifest, write_decode_graphs, write_manifest
 
     for item in onnx_dir.iterdir():
         if item.is_file():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from export.gate.reference import torch_logits
 from generation import Engine
 from tests.conftest import TINY_WINDOW
 from tests.generation.conftest import DECODE_PRECISIONS, PROMPTS
@@ -18,13 +18,8 @@ ENGINES = ("engine", "window_engine")
 @pytest.fixture(scope="module")
 def runners(request) -> dict:
     """{(layout, precision): runner}"""
-    return {(d, p): Engine.load(request.getfixturevalue(d), precision=p, provider="cpu")._runner
+    return {(d, p): Engine.load(request.getfixturevalue(d), precision=p, provider="cpu").runner
             for d in LAYOUTS for p in DECODE_PRECISIONS}
-
-
-def torch_logits(hf_model, ids: list[int]) -> np.ndarray:
-    with torch.no_grad():
-        return hf_model(torch.tensor([ids])).logits[0].numpy()
 
 
 def greedy_tokens(runner, cache, slots: list[int], first: np.ndarray, n: int) -> np.ndarray:
@@ -40,7 +35,7 @@ def test_prefill_in_chunks_on_top_of_a_slot_matches_pytorch(which, request, hf_m
     """A split prefill (what a scheduler does with long prompts) equals the whole prompt, also
     where a chunk crosses the window or lands on a slot already past it; so do the steps after."""
     engine = request.getfixturevalue(which)
-    runner = engine._runner
+    runner = engine.runner
     ids = engine.encode(PROMPTS[3])
     assert len(ids) > 12  # beyond the window of 8
     cache = runner.new_cache(2, 64)
@@ -48,7 +43,7 @@ def test_prefill_in_chunks_on_top_of_a_slot_matches_pytorch(which, request, hf_m
     middle = runner.prefill(cache, 1, ids[3:10], keep=7)
     last = runner.prefill(cache, 1, ids[10:], keep=2)
     assert cache.lengths.tolist() == [0, len(ids)]
-    ref = torch_logits(hf_model, ids + ids[:12])
+    ref = torch_logits(hf_model, [ids + ids[:12]])[0]
     np.testing.assert_allclose(middle, ref[3:10], atol=1e-4)
     np.testing.assert_allclose(last, ref[len(ids) - 2:len(ids)], atol=1e-4)
     cache.copy(1, 0)
@@ -92,7 +87,7 @@ def test_copy_and_move_carry_a_slot(which, request):
     """copy broadcasts a prompt; move of the last slot into a freed one continues it unchanged
     (both slots past the window: a window cache is copied whole)."""
     engine = request.getfixturevalue(which)
-    runner = engine._runner
+    runner = engine.runner
     ids, other = engine.encode(PROMPTS[1]), engine.encode(PROMPTS[2])
     assert min(len(ids), len(other)) > TINY_WINDOW
     cache = runner.new_cache(3, 64)
@@ -135,7 +130,7 @@ def test_a_reused_slot_ignores_what_its_last_occupant_left(runners, layout, prec
 
 def test_step_reuses_its_buffers(engine):
     """No per-step allocation: the logits of every step land in the same buffer."""
-    runner = engine._runner
+    runner = engine.runner
     cache = runner.new_cache(2, 16)
     runner.prefill(cache, 0, [1, 2])
     cache.copy(0, 1)
@@ -145,7 +140,7 @@ def test_step_reuses_its_buffers(engine):
 
 
 def test_misuse_is_a_clear_error(engine, optimum_engine):
-    runner = engine._runner
+    runner = engine.runner
     cache = runner.new_cache(2, 8)
     with pytest.raises(ValueError, match="outside the cache's 2 rows"):
         runner.prefill(cache, 2, [1])
@@ -158,7 +153,7 @@ def test_misuse_is_a_clear_error(engine, optimum_engine):
         runner.step(cache, np.array([1, 2, 3]))
     with pytest.raises(ValueError, match="keep must be in"):
         runner.prefill(cache, 1, [1], keep=2)
-    legacy = optimum_engine._runner
+    legacy = optimum_engine.runner
     cache = legacy.new_cache(2, 8)
     legacy.prefill(cache, 0, [1, 2])
     with pytest.raises(ValueError, match="export a decode graph"):

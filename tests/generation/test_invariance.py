@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from generation import Engine, SamplingParams
-from generation.rows import RowState
-from generation.sampler import select_next
+from generation.sampling.pipeline import needs_seen, select_next
 from tests.conftest import REPO_ROOT
 from tests.generation.conftest import DECODE_PRECISIONS, PROMPTS
+from tests.generation.sampling_helpers import seen_mask
 
 NEW_TOKENS = 48
 SIDE_BY_SIDE = 50  # (companions, seed) combinations per model and precision
@@ -84,21 +84,24 @@ def run_mixed(engine: Engine, requests: list[tuple[list[int], SamplingParams, in
     """Decode several prompts in one batch, as a scheduler would: each request is prefilled into
     its own slot, all running slots step together, and a finished slot is refilled by moving the
     last one into it. Returns each request's tokens."""
-    runner, eos = engine._runner, set(engine.eos_ids)
+    runner, eos = engine.runner, set(engine.eos_ids)
     cache = runner.new_cache(len(requests), max(len(ids) + n for ids, _, n in requests))
-    rows = [RowState(p, ids, engine.tokenizer, engine.info["vocab_size"]) for ids, p, _ in requests]
+    rngs = [np.random.default_rng(p.seed) for _, p, _ in requests]
+    seen = [seen_mask([ids], engine.vocab_size)[0] if needs_seen(p) else None for ids, p, _ in requests]
+    out: list[list[int]] = [[] for _ in requests]
     logits = np.stack([runner.prefill(cache, slot, ids)[-1] for slot, (ids, _, _) in enumerate(requests)])
     running = list(range(len(requests)))  # the request in each slot
     while running:
-        batch = [rows[r] for r in running]
-        tokens, probs = select_next(logits, [r.params for r in batch], [r.rng for r in batch],
-                                    [r.seen for r in batch])
+        tokens, _ = select_next(logits, [requests[r][1] for r in running], [rngs[r] for r in running],
+                                [seen[r] for r in running])
         for slot, r in enumerate(running):
-            rows[r].accept(int(tokens[slot]), float(probs[slot]), 0.0, eos,
-                           len(rows[r].result.token_ids) + 1 == requests[r][2])
+            out[r].append(int(tokens[slot]))
+            if seen[r] is not None:
+                seen[r][tokens[slot]] = True
         slot = 0
         while slot < len(running):
-            if rows[running[slot]].result.finished:
+            r = running[slot]
+            if out[r][-1] in eos or len(out[r]) == requests[r][2]:
                 last = len(running) - 1
                 cache.move(last, slot)
                 running[slot], tokens[slot] = running[last], tokens[last]
@@ -107,7 +110,7 @@ def run_mixed(engine: Engine, requests: list[tuple[list[int], SamplingParams, in
                 slot += 1
         if running:
             logits = runner.step(cache, tokens[:len(running)])
-    return [r.result.token_ids for r in rows]
+    return out
 
 
 def check_mixed(engine: Engine, n: int) -> None:

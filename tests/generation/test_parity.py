@@ -56,7 +56,7 @@ def test_cached_equals_uncached(which, request):
     prompt = PROMPTS[-1]
     (row,) = engine.generate(prompt, [SamplingParams()], 24)
     ids = engine.encode(prompt)
-    runner = engine._runner
+    runner = engine.runner
     uncached = []
     for _ in range(len(row.token_ids)):
         logits = runner.prefill(runner.new_cache(1, 64), 0, ids + uncached)
@@ -70,7 +70,7 @@ def test_cached_equals_uncached(which, request):
 def test_cache_grows_past_the_window_and_logits_match_pytorch(which, request, hf_model):
     engine = request.getfixturevalue(which)
     ids = engine.encode(PROMPTS[-1])[:12]
-    runner = engine._runner
+    runner = engine.runner
     cache = runner.new_cache(1, 16)
     runner.prefill(cache, 0, ids[:3])
     for t in ids[3:]:

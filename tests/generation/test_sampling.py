@@ -13,7 +13,7 @@ from transformers.generation.logits_process import (
 )
 
 from generation import SamplingParams
-from generation.sampler import sample, select_next
+from generation.sampling.pipeline import sample, select_next
 from tests.generation.conftest import PROMPTS
 
 LOGITS = np.array([[2.0, 1.5, 1.4, 0.3, 0.0, -0.5, -1.0, -3.0]], dtype=np.float32)

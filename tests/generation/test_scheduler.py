@@ -1,5 +1,6 @@
-"""The scheduler against the real runners of the tiny model: requests that share the loop (and
-join it mid-flight) get exactly the tokens they get alone; cancel, busy, errors, time cap."""
+"""The decoding loop (scheduler + executor) against the real runners of the tiny model: requests
+that share the loop (and join it mid-flight) get exactly the tokens they get alone; cancel,
+busy, errors, time cap."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from generation import Engine, SamplingParams
-from generation.scheduler import Busy, Scheduler
+from generation import Engine, SamplingParams, scheduler
+from generation.loop import Busy, Loop
 from tests.generation.conftest import PROMPTS
+from tests.helpers import wait_for
 
 STRATEGIES = [
     [SamplingParams(), SamplingParams(temperature=0.8, seed=1),
@@ -34,83 +36,85 @@ def drain(handle) -> list[list[int]]:
 def make(engine):
     made = []
 
-    def build(eng: Engine = engine, **budgets) -> Scheduler:
-        made.append(Scheduler(eng, **budgets))
+    def build(eng: Engine = engine, **budgets) -> Loop:
+        made.append(Loop(eng, **budgets))
         return made[-1]
 
     yield build
-    for scheduler in made:
-        scheduler.close()
+    for loop in made:
+        loop.close()
 
 
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
+def short_chunks(monkeypatch, tokens: int) -> None:
+    """Prompts cut into chunks of `tokens` (everywhere, solo runs too), `tokens` a step."""
+    monkeypatch.setattr(scheduler, "PREFILL_CHUNK", tokens)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int4"])
-def test_requests_joining_mid_flight_get_their_solo_tokens(decode_dir, make, precision):
+def test_requests_joining_mid_flight_get_their_solo_tokens(decode_dir, make, precision, monkeypatch):
     engine = Engine.load(decode_dir, precision=precision, provider="cpu")
     # A prefill chunk shorter than the long prompt, so its prompt is fed over several steps.
-    scheduler = make(engine, prefill_chunk=8)
-    assert scheduler.runner.ragged
+    short_chunks(monkeypatch, 8)
+    loop = make(engine)
+    assert engine.runner.ragged
     cases = [(PROMPTS[i % len(PROMPTS)], STRATEGIES[i % len(STRATEGIES)], 12 + 7 * i) for i in range(8)]
     handles, iters = [], []
     for prompt, params, n in cases:
-        handles.append(scheduler.submit(prompt, params, n))
+        handles.append(loop.submit(prompt, params, n))
         iters.append(iter(handles[-1]))
         for it in iters:  # everyone already running advances a step or two before the next joins
             next(it, None)
     for it in iters:
         for _ in it:
             pass
-    assert scheduler.timing["rows_peak"] > 3  # requests really shared steps
+    assert loop.stats()["rows_peak"] > 3  # requests really shared steps
     for (prompt, params, n), handle in zip(cases, handles, strict=True):
         assert [r.token_ids for r in handle.rows] == solo(engine, prompt, params, n)
         expected = engine.generate(prompt, params, n)
         assert [r.text for r in handle.rows] == [r.text for r in expected]
         assert [r.finish_reason for r in handle.rows] == [r.finish_reason for r in expected]
-    assert scheduler.stats()["rows"] == 0
+    assert loop.stats()["rows"] == 0
 
 
-def test_a_tight_row_budget_juggles_slots_and_keeps_every_result(engine, make):
+def test_a_tight_row_budget_juggles_slots_and_keeps_every_result(engine, make, monkeypatch):
     """Few rows, short prefill chunks, requests of 1-3 rows arriving while others prefill and
     decode: prompts parked in slots get moved out of the way of joining rows."""
-    scheduler = make(max_rows=5, prefill_chunk=3)
+    short_chunks(monkeypatch, 3)
+    loop = make(max_rows=5)
     rng = np.random.default_rng(0)
     cases = [(PROMPTS[int(rng.integers(4))], STRATEGIES[int(rng.integers(3))], int(rng.integers(1, 30)))
              for _ in range(30)]
     handles = []
     for prompt, params, n in cases:
-        handles.append(scheduler.submit(prompt, params, n))
+        handles.append(loop.submit(prompt, params, n))
         time.sleep(float(rng.random()) * 0.004)
     for (prompt, params, n), handle in zip(cases, handles, strict=True):
         assert drain(handle) == solo(engine, prompt, params, n)
-    assert scheduler.stats()["rows"] == 0
+    assert loop.stats()["rows"] == 0
 
 
 def test_plain_export_is_served_one_request_at_a_time(optimum_engine, make):
-    scheduler = make(optimum_engine)
-    assert not scheduler.runner.ragged
+    loop = make(optimum_engine)
+    assert not optimum_engine.runner.ragged
     cases = [(PROMPTS[i], STRATEGIES[i % 3], 10 + 3 * i) for i in range(4)]
-    handles = [scheduler.submit(p, params, n) for p, params, n in cases]
+    handles = [loop.submit(p, params, n) for p, params, n in cases]
     for (prompt, params, n), handle in zip(cases, handles, strict=True):
         assert drain(handle) == solo(optimum_engine, prompt, params, n)
 
 
 def test_a_cancelled_request_frees_its_rows_within_a_step(engine, make):
-    scheduler = make()
-    long = scheduler.submit(PROMPTS[0], STRATEGIES[0], 200)
-    short = scheduler.submit(PROMPTS[1], STRATEGIES[1], 150)
+    loop = make()
+    long = loop.submit(PROMPTS[0], STRATEGIES[0], 200)
+    short = loop.submit(PROMPTS[1], STRATEGIES[1], 150)
     stream = iter(long)
     next(stream)
-    wait_for(lambda: scheduler.stats()["rows"] == 4)
-    decoded = long._request.rows[0].result.token_ids  # the scheduler's own copy
+    wait_for(lambda: loop.stats()["rows"] == 4)
+    long.read_now()  # every token the loop has sent so far
+    decoded = long.rows[0].token_ids
     before = len(decoded)
     stream.close()  # what a dropped client does to the handler's generator
-    wait_for(lambda: scheduler.stats()["rows"] == 1)
+    wait_for(lambda: loop.stats()["rows"] == 1)
+    long.read_now()  # and what it sent after
     assert len(decoded) <= before + 2  # it left the batch within a step (or two, racing)
     assert drain(short) == solo(engine, PROMPTS[1], STRATEGIES[1], 150)
     # The cancelled request stopped well short of its 200 tokens.
@@ -118,17 +122,17 @@ def test_a_cancelled_request_frees_its_rows_within_a_step(engine, make):
 
 
 def test_a_full_queue_is_busy_at_once_and_serving_goes_on(engine, make):
-    scheduler = make(max_rows=3, queue_size=1)
-    holder = scheduler.submit(PROMPTS[0], STRATEGIES[0], 200)
+    loop = make(max_rows=3, queue_size=1)
+    holder = loop.submit(PROMPTS[0], STRATEGIES[0], 200)
     next(iter(holder))  # admitted: its 3 rows fill the budget
-    waiting = scheduler.submit(PROMPTS[1], STRATEGIES[1], 8)
+    waiting = loop.submit(PROMPTS[1], STRATEGIES[1], 8)
     start = time.perf_counter()
     with pytest.raises(Busy, match="busy"):
-        scheduler.submit(PROMPTS[2], STRATEGIES[1], 8)
+        loop.submit(PROMPTS[2], STRATEGIES[1], 8)
     assert time.perf_counter() - start < 0.5
     holder.cancel()
     assert drain(waiting) == solo(engine, PROMPTS[1], STRATEGIES[1], 8)
-    assert drain(scheduler.submit(PROMPTS[2], STRATEGIES[1], 8)) == solo(engine, PROMPTS[2], STRATEGIES[1], 8)
+    assert drain(loop.submit(PROMPTS[2], STRATEGIES[1], 8)) == solo(engine, PROMPTS[2], STRATEGIES[1], 8)
 
 
 def test_more_rows_than_the_budget_is_refused(make):
@@ -138,12 +142,12 @@ def test_more_rows_than_the_budget_is_refused(make):
 
 @pytest.mark.parametrize("where", ["prefill", "accept"])
 def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, where):
-    from generation import rows
+    from generation.handle import RowBuilder
 
-    scheduler = make()
+    loop = make()
     bad_prompt = PROMPTS[2]
     if where == "prefill":
-        real = scheduler.runner.prefill
+        real = engine.runner.prefill
         bad_ids = engine.encode(bad_prompt)
 
         def prefill(cache, slot, ids, keep=1):
@@ -151,40 +155,41 @@ def test_an_engine_error_reaches_only_its_request(engine, make, monkeypatch, whe
                 raise RuntimeError("injected prefill failure")
             return real(cache, slot, ids, keep)
 
-        monkeypatch.setattr(scheduler.runner, "prefill", prefill)
+        monkeypatch.setattr(engine.runner, "prefill", prefill)
     else:
-        accept = rows.RowState.accept
+        # Taking a row's token: now on the caller's side (detokenization, the row's result).
+        accept = RowBuilder.apply
 
-        def failing(self, token, *args):
+        def failing(self, update):
             if self.params.seed == 666 and len(self.result.token_ids) == 5:
                 raise RuntimeError("injected accept failure")
-            return accept(self, token, *args)
+            return accept(self, update)
 
-        monkeypatch.setattr(rows.RowState, "accept", failing)
+        monkeypatch.setattr(RowBuilder, "apply", failing)
     bad_params = [SamplingParams(temperature=0.8, seed=666)]
-    good = [scheduler.submit(PROMPTS[i], STRATEGIES[i % 3], 20) for i in (0, 1)]
-    bad = scheduler.submit(bad_prompt, bad_params, 20)
-    more = scheduler.submit(PROMPTS[3], STRATEGIES[0], 20)
+    good = [loop.submit(PROMPTS[i], STRATEGIES[i % 3], 20) for i in (0, 1)]
+    bad = loop.submit(bad_prompt, bad_params, 20)
+    more = loop.submit(PROMPTS[3], STRATEGIES[0], 20)
     with pytest.raises(RuntimeError, match="injected"):
         drain(bad)
     monkeypatch.undo()
     for i, handle in zip((0, 1), good, strict=True):
         assert drain(handle) == solo(engine, PROMPTS[i], STRATEGIES[i % 3], 20)
     assert drain(more) == solo(engine, PROMPTS[3], STRATEGIES[0], 20)
-    assert scheduler.stats()["rows"] == 0
+    assert loop.stats()["rows"] == 0
 
 
 def test_the_time_cap_ends_a_request_with_a_prefix(engine, make, monkeypatch):
-    scheduler = make(time_limit_s=0.02)
-    step = scheduler.runner.step
+    loop = make(time_limit_s=0.02)
+    step = engine.runner.step
 
     def slow_step(cache, tokens):  # the tiny model can decode everything in 10 ms on an idle box
         time.sleep(0.002)
         return step(cache, tokens)
 
-    monkeypatch.setattr(scheduler.runner, "step", slow_step)
+    monkeypatch.setattr(engine.runner, "step", slow_step)
     n = engine.context_size - 20
-    handle = scheduler.submit(PROMPTS[1], [SamplingParams()], n)
+    handle = loop.submit(PROMPTS[1], [SamplingParams()], n)
     cut = drain(handle)[0]
     full = solo(engine, PROMPTS[1], [SamplingParams()], n)[0]
     assert len(full) > 100  # at >= 2 ms a step, longer than the 20 ms cap

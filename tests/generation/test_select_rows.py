@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generation.params import SamplingParams
-from generation.sampler import sample, select_next, warp
-from generation.warpers import first_crossing, first_crossing_rows
+from generation.sampling.params import SamplingParams
+from generation.sampling.pipeline import sample, select_next
+from generation.sampling.warpers import first_crossing, first_crossing_rows
+from tests.generation.sampling_helpers import warp
 
 
 def random_params(rng: np.random.Generator, seed: int) -> SamplingParams:

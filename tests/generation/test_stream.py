@@ -10,6 +10,7 @@ from generation import SamplingParams
 from generation.detok import IncrementalDetokenizer
 from tests.conftest import TINY_CORPUS
 from tests.generation.conftest import PROMPTS
+from tests.generation.sampling_helpers import validate
 
 UNICODE = next(s for s in TINY_CORPUS if "🚀" in s)
 
@@ -104,6 +105,8 @@ def test_long_prompts_are_cut_from_the_left(engine, hf_model):
     (("Hi", [SamplingParams(seed=-1)], 8), "seed must be"),
     (("Hi", [SamplingParams(temperature=float("nan"))], 8), "temperature must be"),
     (("Hi", [SamplingParams(top_k=10**30)], 8), "top_k must be an integer in \\[0, 2147483647\\]"),
+    # Beyond a float's range: still a clear "must be", not an OverflowError.
+    (("Hi", [SamplingParams(temperature=10**400)], 8), "temperature must be a number"),
     (("abc\ud800", [SamplingParams()], 8), "prompt must be valid Unicode text"),
     (("abc\udcff\udcfe", [SamplingParams()], 8), "prompt must be valid Unicode text"),
 ])
@@ -118,8 +121,8 @@ def test_every_problem_is_listed_at_once(engine):
         engine.stream("", [SamplingParams(top_k=-1, top_p=2.0)], 0)
     assert len(str(info.value).splitlines()) == 4
     with pytest.raises(ValueError, match="top_p"):
-        SamplingParams(top_p=2.0).validate()
-    SamplingParams().validate()
+        validate(SamplingParams(top_p=2.0))
+    validate(SamplingParams())
 
 
 def test_stream_tokens_equals_stream_on_the_same_ids(engine):

@@ -22,16 +22,15 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from generation.warpers import (
+from generation.sampling.warpers import (
     apply_repetition_penalty,
     apply_temperature,
     first_crossing,
     min_p_filter,
-    seen_mask,
-    softmax,
     top_k_filter,
     top_p_filter,
 )
+from tests.generation.sampling_helpers import seen_mask, softmax
 
 FAST = settings(max_examples=int(os.environ.get("WARPER_EXAMPLES", 150)), deadline=None, derandomize=True)
 

@@ -25,7 +25,9 @@ START_TIMEOUT_S = 180
 def _project_ready() -> str | None:
     """Why the bundle cannot run yet (app.py or the engine has not landed), or None."""
     app = (REPO_ROOT / "app.py").read_text()
-    if "import gradio" not in app or 'if __name__ == "__main__"' not in app:
+    ui = REPO_ROOT / "demo" / "ui.py"  # the Gradio page app.py launches
+    gradio = "import gradio" in app or (ui.is_file() and "import gradio" in ui.read_text())
+    if not gradio or 'if __name__ == "__main__"' not in app:
         return "app.py is still the placeholder (no Gradio server to start)"
     import generation
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
-# Any k >= the vocabulary keeps every token; beyond int32 numpy cannot even hold k.
-MAX_TOP_K = 2**31 - 1
+from .pipeline import WARPERS
 
 
 def prompt_problems(prompt: object) -> list[str]:
@@ -25,27 +23,8 @@ def prompt_problems(prompt: object) -> list[str]:
     return []
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """How one row picks its next token. The defaults are greedy decoding.
-
-    Attributes:
-        temperature: 0 means greedy (argmax); > 0 divides the logits before sampling.
-        top_k: keep the k most likely tokens (ties with the k-th are kept); 0 means off.
-        top_p: keep the smallest set of most likely tokens whose probability reaches top_p;
-            1 means off.
-        min_p: keep tokens whose probability is at least min_p times the top token's; 0 means off.
-        repetition_penalty: > 1 discourages tokens already in the prompt or output
-            (CTRL-style, as in transformers); 1 means off.
-        seed: seeds this row's own `np.random.Generator`; None draws fresh entropy.
-    """
-
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+class _Settings:
+    """What SamplingParams does beyond holding its fields (which come from the WARPERS table)."""
 
     @property
     def greedy(self) -> bool:
@@ -54,41 +33,27 @@ class SamplingParams:
 
     def problems(self) -> list[str]:
         """Every problem with these parameters, one message each (empty when valid)."""
-        issues = []
-        if not _is_real(self.temperature) or not 0 <= self.temperature <= 100:
-            issues.append(f"temperature must be a number in [0, 100] (0 = greedy), got {self.temperature!r}")
-        if not _is_int(self.top_k) or not 0 <= self.top_k <= MAX_TOP_K:
-            issues.append(f"top_k must be an integer in [0, {MAX_TOP_K}] (0 = off), got {self.top_k!r}")
-        if not _is_real(self.top_p) or not 0 < self.top_p <= 1:
-            issues.append(f"top_p must be a number in (0, 1] (1 = off), got {self.top_p!r}")
-        if not _is_real(self.min_p) or not 0 <= self.min_p <= 1:
-            issues.append(f"min_p must be a number in [0, 1] (0 = off), got {self.min_p!r}")
-        if not _is_real(self.repetition_penalty) or not 0 < self.repetition_penalty <= 100:
-            issues.append(
-                "repetition_penalty must be a number in (0, 100] (1 = off), "
-                f"got {self.repetition_penalty!r}"
-            )
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
-            issues.append(f"seed must be an integer >= 0 or None, got {self.seed!r}")
+        issues = [m for w in WARPERS if (m := w.problem(getattr(self, w.field))) is not None]
+        seed = self.seed
+        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+                                 or seed < 0):
+            issues.append(f"seed must be an integer >= 0 or None, got {seed!r}")
         return issues
 
-    def validate(self) -> None:
-        """Check every field.
 
-        Raises:
-            ValueError: listing every problem, one per line.
-        """
-        issues = self.problems()
-        if issues:
-            raise ValueError("\n".join(issues))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+# Made from the table, so that a warper's row is also its field: its "off" value is the
+# default, its bounds are what `problems` checks. Frozen: equal settings hash alike.
+SamplingParams = make_dataclass(
+    "SamplingParams",
+    [(w.field, w.kind, field(default=w.off)) for w in WARPERS]
+    + [("seed", "int | None", field(default=None))],
+    bases=(_Settings,), frozen=True)
+SamplingParams.__module__ = __name__  # for pickle and repr tools (make_dataclass says "types")
+SamplingParams.__doc__ = (
+    "How one row picks its next token. The defaults are greedy decoding.\n\n"
+    "    Attributes:\n"
+    + "".join(f"        {w.field}: {w.help}\n" for w in WARPERS)
+    + "        seed: seeds this row's own `np.random.Generator`; None draws fresh entropy.\n")
 
 
 @dataclass

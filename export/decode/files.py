@@ -1,44 +1,17 @@
-"""Writing the decode graphs and `decode.json` into an export directory (the contract's files)."""
+"""Writing the decode graphs and `decode.json` into an export directory (the contract's files:
+names and format from `generation.contract`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import onnx
 
-from export.decode_config import DecodeConfig, check_weights, load_weights
-from export.decode_graph import build_decode_graph
-
-DECODE_PRECISIONS = ("fp32", "int8", "int4")
-DECODE_FILES = {p: f"decode_{p}.onnx" for p in DECODE_PRECISIONS}
-# What an earlier export may have left in its directory; an export owns it, so with
-# --overwrite these go before anything is written (nothing stale can be loaded later).
-STALE_PATTERNS = ("*.onnx", "*.onnx_data", "*.onnx.data", "decode.json", "export_report.json")
-
-
-def read_checkpoint(model_dir: str | Path) -> tuple[DecodeConfig, dict]:
-    """The model's shape and tensors, checked (ValueError, one line, when unusable)."""
-    config = DecodeConfig.from_dir(model_dir)
-    weights = load_weights(model_dir)
-    check_weights(config, weights)
-    return config, weights
-
-
-def remove_stale_files(out: Path) -> list[str]:
-    """Delete an earlier export's ONNX files, decode.json and report from `out`.
-
-    Returns:
-        The names removed.
-    """
-    removed = []
-    for pattern in STALE_PATTERNS:
-        for path in sorted(out.glob(pattern)):
-            if path.is_file():
-                path.unlink()
-                removed.append(path.name)
-    return removed
+from export.decode.checkpoint import DecodeConfig
+from export.decode.graph import build_decode_graph
+from generation.contract import DECODE_FILES, DECODE_FORMAT, DECODE_JSON, PRECISIONS
 
 
 def write_decode_graphs(config: DecodeConfig, weights: dict, out: Path, precisions: Sequence[str],
@@ -46,7 +19,7 @@ def write_decode_graphs(config: DecodeConfig, weights: dict, out: Path, precisio
     """Build and save `decode_{precision}.onnx` for each precision (fp32 always first).
 
     Args:
-        config, weights: from `read_checkpoint`.
+        config, weights: from `export.decode.checkpoint.read_checkpoint`.
         out: the export directory.
         precisions: any of "int8", "int4" (fp32 is always written: the gate's reference).
         block_sizes: MatMulNBits block size per quantized precision.
@@ -56,7 +29,7 @@ def write_decode_graphs(config: DecodeConfig, weights: dict, out: Path, precisio
         {precision: path}.
     """
     paths = {}
-    for precision in ["fp32", *[p for p in DECODE_PRECISIONS[1:] if p in precisions]]:
+    for precision in ["fp32", *[p for p in PRECISIONS[1:] if p in precisions]]:
         model = build_decode_graph(config, weights, precision, block_sizes.get(precision, 32),
                                    window_cache=window_cache)
         paths[precision] = out / DECODE_FILES[precision]
@@ -68,7 +41,7 @@ def decode_manifest(config: DecodeConfig, files: dict[str, Path], default: str, 
                     block_sizes: dict[str, int], window_cache: bool = False) -> dict:
     """The contract's `decode.json` content."""
     return {
-        "format": 1,
+        "format": DECODE_FORMAT,
         "files": {p: path.name for p, path in files.items()},
         "default": default,
         "layers": config.layers,
@@ -78,7 +51,7 @@ def decode_manifest(config: DecodeConfig, files: dict[str, Path], default: str, 
         "vocab_size": config.vocab_size,
         "context": config.context,
         "block_sizes": {p: block_sizes[p] for p in files if p in block_sizes},
-        "pad_rows": {p: p != "fp32" for p in files},  # see export/decode_graph.py
+        "pad_rows": {p: p != "fp32" for p in files},  # see export/decode/graph.py
         # true: local layers' past/present are [rows, heads, window, head_dim] (fixed in the graph)
         "window_cache": window_cache,
         "gate": gate,
@@ -96,6 +69,38 @@ def choose_default(step_ms: dict[str, float], passed: Sequence[str]) -> str:
 
 def write_manifest(out: Path, manifest: dict) -> Path:
     """Write `decode.json`."""
-    path = out / "decode.json"
+    path = out / DECODE_JSON
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def keep_passing_graphs(config: DecodeConfig, paths: dict[str, Path], gate, block_sizes: dict,
+                        out: Path, log: Callable[[str], None],
+                        window_cache: bool = False) -> dict | None:
+    """Delete the decode graphs that failed the gate, write `decode.json` for the others.
+
+    Args:
+        gate: the `DecodeGateResult`, or None (no gate: every graph is kept).
+
+    Returns:
+        decode.json's content, or None when no graph passed (no decode.json then).
+    """
+    passed = list(paths) if gate is None else gate.passed
+    for precision, path in paths.items():
+        if precision not in passed:
+            log(f"[export] {path.name} failed the gate: not written")
+            path.unlink()
+    if not passed:
+        return None
+    step_ms = {} if gate is None else gate.step_ms
+    summary = None if gate is None else {
+        "passed": all(c.passed for c in gate.checks),
+        "checks": {c.name: c.value for c in gate.checks},
+        "quality": gate.quality,
+        "cpu_ms_per_step_batch1": step_ms,  # 1 thread; for choosing the default only
+    }
+    manifest = decode_manifest(config, {p: paths[p] for p in passed},
+                               choose_default(step_ms, passed), summary, block_sizes, window_cache)
+    write_manifest(out, manifest)
+    log(f"[export] decode.json: {', '.join(manifest['files'].values())}; default {manifest['default']}")
+    return manifest

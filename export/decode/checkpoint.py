@@ -1,8 +1,10 @@
-"""What the decode-graph builder needs from a GPT-Neo checkpoint: its shape and its tensors."""
+"""What the decode-graph builder needs from a GPT-Neo checkpoint: its shape and its tensors,
+checked against each other."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 
 # GPT-Neo's activation names → ONNX Gelu's `approximate` attribute.
 GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
+LAYER = re.compile(r"^transformer\.h\.(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,31 @@ def load_weights(model_dir: str | Path) -> dict[str, np.ndarray]:
     return weights
 
 
-def check_weights(config: DecodeConfig, weights: dict[str, np.ndarray]) -> None:
-    """Raise ValueError (one line) when a tensor the graph needs is missing or mis-shaped."""
+def read_shapes(model_dir: str | Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape from the `*.safetensors` headers, without reading a tensor.
+
+    Raises:
+        ValueError: no safetensors file, or an unreadable header (one line).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{model_dir}: no *.safetensors weights (save the model with safe_serialization)")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                shapes.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"{path}: corrupted or unreadable safetensors file ({first})") from err
+    return shapes
+
+
+def expected_shapes(config: DecodeConfig, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple]:
+    """The shape of every tensor the graph needs, as the config implies it (the MLP's inner
+    size, which config.json may leave unset, is read from the checkpoint)."""
     e, v = config.hidden, config.vocab_size
     need = {"transformer.wte.weight": (v, e), "transformer.wpe.weight": (config.context, e),
             "transformer.ln_f.weight": (e,), "transformer.ln_f.bias": (e,)}
@@ -113,14 +139,47 @@ def check_weights(config: DecodeConfig, weights: dict[str, np.ndarray]) -> None:
         need[f"{p}attn.attention.out_proj.bias"] = (e,)
         for ln in ("ln_1", "ln_2"):
             need[f"{p}{ln}.weight"] = need[f"{p}{ln}.bias"] = (e,)
-        inner = weights.get(f"{p}mlp.c_fc.weight", np.empty((0, 0))).shape[0]
+        inner = (shapes.get(f"{p}mlp.c_fc.weight") or (0,))[0]
         need[f"{p}mlp.c_fc.weight"] = (inner, e)
         need[f"{p}mlp.c_fc.bias"] = (inner,)
         need[f"{p}mlp.c_proj.weight"] = (e, inner)
         need[f"{p}mlp.c_proj.bias"] = (e,)
-    for name, shape in need.items():
-        if name not in weights:
+    return need
+
+
+def check_shapes(config: DecodeConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Raise ValueError (one line) when config.json disagrees with the checkpoint's tensors:
+    the layer count first (so a huge num_layers costs nothing), then every name and shape."""
+    layers = {int(m[1]) for name in shapes if (m := LAYER.match(name))}
+    if len(layers) != config.layers or layers != set(range(len(layers))):
+        raise ValueError(f"config.json: num_layers is {config.layers} but the weights hold "
+                         f"{len(layers)} layers (transformer.h.N)")
+    for name, shape in expected_shapes(config, shapes).items():
+        if name not in shapes:
             raise ValueError(f"weights: {name} is missing")
-        if tuple(weights[name].shape) != shape or not np.isfinite(weights[name]).all():
-            raise ValueError(f"weights: {name} has shape {tuple(weights[name].shape)} "
-                             f"(expected {shape}) or non-finite values")
+        if tuple(shapes[name]) != shape:
+            raise ValueError(f"weights: {name} has shape {tuple(shapes[name])} (config.json "
+                             f"implies {shape})")
+
+
+def check_weights(config: DecodeConfig, weights: dict[str, np.ndarray]) -> None:
+    """Raise ValueError (one line) when a tensor the graph needs is missing, mis-shaped or
+    not finite."""
+    shapes = {k: tuple(w.shape) for k, w in weights.items()}
+    check_shapes(config, shapes)
+    for name in expected_shapes(config, shapes):
+        if not np.isfinite(weights[name]).all():
+            raise ValueError(f"weights: {name} has non-finite values")
+
+
+def read_checkpoint(model_dir: str | Path) -> tuple[DecodeConfig, dict[str, np.ndarray]]:
+    """The model's shape and tensors, checked (ValueError, one line, when unusable).
+
+    config.json is checked against the tensor names and shapes in the safetensors headers
+    before any tensor is loaded, so a config that disagrees is refused at once.
+    """
+    config = DecodeConfig.from_dir(model_dir)
+    check_shapes(config, read_shapes(model_dir))
+    weights = load_weights(model_dir)
+    check_weights(config, weights)
+    return config, weights

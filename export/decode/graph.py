@@ -24,8 +24,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.decode_config import DecodeConfig
-from export.nbits import quantize_blockwise
+from export.decode.checkpoint import DecodeConfig
+from export.decode.nbits import quantize_blockwise
+from generation.contract import DECODE_INPUTS, LOGITS, decode_past, decode_present
+
+INPUT_IDS, POSITION_IDS, SEQLENS_K, TOTAL_LENGTH, LOGITS_TO_KEEP = DECODE_INPUTS
+# The fixed inputs' element types and shapes (the contract names them and fixes their order).
+INPUT_TYPES = {INPUT_IDS: (TensorProto.INT64, ["batch", "seq"]),
+               POSITION_IDS: (TensorProto.INT64, ["batch", "seq"]),
+               SEQLENS_K: (TensorProto.INT32, ["batch"]),
+               TOTAL_LENGTH: (TensorProto.INT32, []),
+               LOGITS_TO_KEEP: (TensorProto.INT64, [])}
 
 OPSET = 21
 BITS = {"fp32": None, "int8": 8, "int4": 4}
@@ -82,23 +91,17 @@ class DecodeGraphBuilder:
     def make_inputs_and_outputs(self):
         """The contract's graph inputs and outputs."""
         c = self.config
-        f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
-        self.inputs += [
-            helper.make_tensor_value_info("input_ids", i64, ["batch", "seq"]),
-            helper.make_tensor_value_info("position_ids", i64, ["batch", "seq"]),
-            helper.make_tensor_value_info("seqlens_k", i32, ["batch"]),
-            helper.make_tensor_value_info("total_sequence_length", i32, []),
-            helper.make_tensor_value_info("logits_to_keep", i64, []),
-        ]
+        f32 = TensorProto.FLOAT
+        self.inputs += [helper.make_tensor_value_info(n, *INPUT_TYPES[n]) for n in DECODE_INPUTS]
         caches = [["batch", c.heads, (self.window_cache and w) or "capacity", c.head_dim]
                   for w in c.windows]
         for i, cache in enumerate(caches):
-            self.inputs += [helper.make_tensor_value_info(f"past_key.{i}", f32, cache),
-                            helper.make_tensor_value_info(f"past_value.{i}", f32, cache)]
-        self.outputs.append(helper.make_tensor_value_info("logits", f32, ["batch", "keep", c.vocab_size]))
+            self.inputs += [helper.make_tensor_value_info(decode_past(k, i), f32, cache)
+                            for k in ("key", "value")]
+        self.outputs.append(helper.make_tensor_value_info(LOGITS, f32, ["batch", "keep", c.vocab_size]))
         for i, cache in enumerate(caches):
-            self.outputs += [helper.make_tensor_value_info(f"present_key.{i}", f32, cache),
-                             helper.make_tensor_value_info(f"present_value.{i}", f32, cache)]
+            self.outputs += [helper.make_tensor_value_info(decode_present(k, i), f32, cache)
+                             for k in ("key", "value")]
 
     def make_rows(self, x: str, name: str) -> str:
         """The number of rows of a 2-D tensor, as int64 [1]."""
@@ -153,13 +156,13 @@ class DecodeGraphBuilder:
         """wte[input_ids] + wpe[position_ids], flattened to [rows, hidden] (and padded)."""
         wte = self.make_initializer("transformer.wte.weight", self.weight("wte.weight"))
         wpe = self.make_initializer("transformer.wpe.weight", self.weight("wpe.weight"))
-        tok = self.make_node("Gather", [wte, "input_ids"], "/model/embed_tokens/Gather")
-        pos = self.make_node("Gather", [wpe, "position_ids"], "/model/embed_positions/Gather")
+        tok = self.make_node("Gather", [wte, INPUT_IDS], "/model/embed_tokens/Gather")
+        pos = self.make_node("Gather", [wpe, POSITION_IDS], "/model/embed_positions/Gather")
         x = self.make_node("Add", [tok, pos], "/model/embeddings/Add")
         x = self.make_node("Reshape", [x, self.const("rows_hidden", [-1, self.config.hidden])],
                            "/model/embeddings/Reshape")
         self.rows = self.make_rows(x, "/model/embeddings")
-        self.batch_seq = self.make_node("Shape", ["input_ids"], "/model/input_ids/Shape")
+        self.batch_seq = self.make_node("Shape", [INPUT_IDS], "/model/input_ids/Shape")
         return self.make_pad(x, "/model/embeddings/pad")
 
     def make_attention(self, i: int, x: str) -> str:
@@ -175,9 +178,10 @@ class DecodeGraphBuilder:
         window = c.windows[i] or -1
         out = self.make_node(
             "GroupQueryAttention",
-            [qkv, "", "", f"past_key.{i}", f"past_value.{i}", "seqlens_k", "total_sequence_length"],
+            [qkv, "", "", decode_past("key", i), decode_past("value", i), SEQLENS_K, TOTAL_LENGTH],
             f"{p}/GroupQueryAttention", domain="com.microsoft",
-            outputs=[f"{p}/GroupQueryAttention/output_0", f"present_key.{i}", f"present_value.{i}"],
+            outputs=[f"{p}/GroupQueryAttention/output_0", decode_present("key", i),
+                     decode_present("value", i)],
             num_heads=c.heads, kv_num_heads=c.heads, scale=1.0, local_window_size=window, do_rotary=0,
             **({"sliding_window_cache": 1} if self.window_cache and window > 0 else {}))
         out = self.make_node("Reshape", [out, self.const("rows_hidden", [-1, c.hidden])],
@@ -211,7 +215,7 @@ class DecodeGraphBuilder:
         shape = self.make_node("Concat", [self.batch_seq, self.const("hidden", [c.hidden])],
                                "/model/norm/shape/Concat", axis=0)
         x = self.make_node("Reshape", [x, shape], "/model/norm/Reshape")
-        keep = self.make_node("Unsqueeze", ["logits_to_keep", self.const("zero", [0])],
+        keep = self.make_node("Unsqueeze", [LOGITS_TO_KEEP, self.const("zero", [0])],
                               "/model/logits_to_keep/Unsqueeze")
         start = self.make_node("Neg", [keep], "/model/logits_to_keep/Neg")
         x = self.make_node("Slice", [x, start, self.const("int64_max", [INT64_MAX]),
@@ -229,7 +233,7 @@ class DecodeGraphBuilder:
                                "/model/batch/Slice")
         shape = self.make_node("Concat", [batch, self.const("keep_vocab", [-1, c.vocab_size])],
                                "/lm_head/shape/Concat", axis=0)
-        self.make_node("Reshape", [y, shape], "/lm_head/Reshape", outputs=["logits"])
+        self.make_node("Reshape", [y, shape], "/lm_head/Reshape", outputs=[LOGITS])
 
     def build(self) -> onnx.ModelProto:
         """The whole graph, checked with `onnx.checker`."""

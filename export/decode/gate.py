@@ -7,8 +7,8 @@
 - each quantized variant's perplexity (limit enforced) and top-1 agreement against fp32;
 - a few timed steps at batch 1 per variant (CPU time), to pick the default (for the choice only).
 
-Every graph is run through the engine's own runner (`generation.decoder`), so the gate checks
-the cache handling the engine uses, not a second copy of it.
+Every graph is run through the engine's own runner (`generation.runners.decode_graph`), so the
+gate checks the cache handling the engine uses, not a second copy of it.
 """
 
 from __future__ import annotations
@@ -19,22 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from export import heldout, validate
-from export.decode_config import DecodeConfig
+from export.decode.checkpoint import DecodeConfig
+from export.gate import checks as gate_checks
+from export.gate import heldout
+from export.gate.checks import Check, at_most
+from export.gate.reference import torch_logits
 from generation.runners.decode_graph import DecodeRunner, SlotCache
+from generation.runners.session import create_session
+
+
+def decode_runner(path: Path, threads: int | None = None) -> DecodeRunner:
+    """The engine's runner on a decode graph file, its session opened as the engine opens it,
+    so the gate checks what the engine runs (`threads` None: the cores this process may use)."""
+    session, provider = create_session(str(path), "cpu", threads)
+    return DecodeRunner(session, provider)
 
 
 def open_decode(path: Path, config: DecodeConfig, rows: int = 1, capacity: int | None = None,
-                threads: int = 0) -> tuple[DecodeRunner, SlotCache]:
-    """The engine's runner on a decode graph file (so the gate checks what the engine runs),
-    and a cache of `rows` slots of `capacity` positions."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
-    runner = DecodeRunner(session)
+                threads: int | None = None) -> tuple[DecodeRunner, SlotCache]:
+    """`decode_runner` and a cache of `rows` slots of `capacity` positions."""
+    runner = decode_runner(path, threads)
     return runner, runner.new_cache(rows, capacity or config.context)
 
 
@@ -52,7 +57,7 @@ def decode_prompts(tokenizer, config: DecodeConfig, texts: Sequence[str], steps:
 
 
 def check_decode_logits(model, path: Path, config: DecodeConfig, rows: Sequence[Sequence[int]],
-                        label: str, steps: int, atol: float) -> list[validate.Check]:
+                        label: str, steps: int, atol: float) -> list[Check]:
     """Prefill each row in its own slot, then decode all rows together for `steps` steps,
     each row fed its own greedy token; every logit is compared with PyTorch on that row alone.
 
@@ -65,7 +70,7 @@ def check_decode_logits(model, path: Path, config: DecodeConfig, rows: Sequence[
     last = []
     for slot, ids in enumerate(seqs):
         logits = runner.prefill(cache, slot, ids, keep=len(ids))
-        prefill = max(prefill, float(np.abs(logits - _torch_row(model, ids)).max()))
+        prefill = max(prefill, float(np.abs(logits - torch_logits(model, [ids])[0]).max()))
         last.append(logits[-1])
     diffs = []
     for _ in range(steps):
@@ -73,46 +78,13 @@ def check_decode_logits(model, path: Path, config: DecodeConfig, rows: Sequence[
         logits = runner.step(cache, np.asarray(tokens, dtype=np.int64)).copy()
         for slot, token in enumerate(tokens):
             seqs[slot].append(token)
-        diffs.append(max(float(np.abs(logits[s] - _torch_row(model, seqs[s])[-1]).max())
+        diffs.append(max(float(np.abs(logits[s] - torch_logits(model, [seqs[s]])[0, -1]).max())
                          for s in range(len(seqs))))
         last = list(logits)
     lengths = "/".join(str(len(r)) for r in rows)
-    return [validate.at_most(f"decode fp32 logits {label} prefill", prefill, atol, f"{lengths} tokens"),
-            validate.at_most(f"decode fp32 logits {label} cached steps", max(diffs), atol,
+    return [at_most(f"decode fp32 logits {label} prefill", prefill, atol, f"{lengths} tokens"),
+            at_most(f"decode fp32 logits {label} cached steps", max(diffs), atol,
                              "per step: " + ", ".join(f"{d:.2e}" for d in diffs))]
-
-
-def _torch_row(model, ids: Sequence[int]) -> np.ndarray:
-    import torch
-
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        out = model(input_ids=torch.tensor([list(ids)], device=device), use_cache=False)
-    return out.logits[0].float().cpu().numpy()
-
-
-def greedy_fn(path: Path, config: DecodeConfig):
-    """A `(prompt, new_tokens, eos_id) -> tokens` greedy decoder on a decode graph."""
-    def greedy(prompt, new_tokens, eos_id=None):
-        runner, cache = open_decode(path, config, 1, len(prompt) + new_tokens)
-        logits, out = runner.prefill(cache, 0, list(prompt))[-1], []
-        for _ in range(new_tokens):
-            out.append(int(np.argmax(logits)))
-            if out[-1] == eos_id:
-                break
-            logits = runner.step(cache, np.asarray([out[-1]]))[0]
-        return out
-    return greedy
-
-
-def teacher_forced_fn(path: Path, config: DecodeConfig):
-    """A `chunk -> logits [len, vocab]` scorer on a decode graph (logits_to_keep = len)."""
-    runner, cache = open_decode(path, config, 1)
-
-    def score(chunk):
-        cache.clear(0)
-        return runner.prefill(cache, 0, list(chunk), keep=len(chunk))
-    return score
 
 
 def time_steps(paths: dict[str, Path], config: DecodeConfig, prompt: Sequence[int],
@@ -140,7 +112,7 @@ def time_steps(paths: dict[str, Path], config: DecodeConfig, prompt: Sequence[in
 class DecodeGateResult:
     """The decode graphs' checks, quantized quality, noisy step times, and who passed."""
 
-    checks: list[validate.Check]
+    checks: list[Check]
     quality: dict[str, dict[str, float]]
     step_ms: dict[str, float]
     passed: list[str] = field(default_factory=list)
@@ -169,22 +141,23 @@ def run_decode_gate(model, tokenizer, config: DecodeConfig, paths: dict[str, Pat
         short = rows[0] if label == "short b1" else short
     greedy = min(settings.greedy_tokens, config.context - len(short))
     log(f"[gate] decode fp32 greedy {greedy} tokens vs transformers generate")
-    checks.append(validate.check_greedy(model, greedy_fn(fp32, config), short, greedy,
-                                        prefix="decode fp32 ", stop_at_eos=False))
+    runner = decode_runner(fp32)
+    checks.append(gate_checks.check_greedy(model, gate_checks.greedy_fn(runner), short, greedy,
+                                           prefix="decode fp32 ", stop_at_eos=False))
     passed = ["fp32"] if all(c.passed for c in checks) else []
     stream = heldout.token_stream(tokenizer, settings.texts, settings.eval_tokens,
                                   tokenizer.eos_token_id)
     pieces = heldout.chunks(stream, min(settings.chunk_tokens, config.context))
-    reference, quality = teacher_forced_fn(fp32, config), {}
+    reference, quality = gate_checks.teacher_forced_fn(runner, config.context), {}
     for precision, path in paths.items():
         if precision == "fp32":
             continue
         log(f"[gate] decode {precision}: perplexity and agreement vs fp32 on {len(stream)} tokens")
-        quality[precision] = validate.quantized_quality(reference, teacher_forced_fn(path, config),
-                                                        pieces)
-        found = validate.quality_checks(f"decode {precision}", quality[precision],
-                                        settings.max_ppl_increase.get(precision),
-                                        settings.min_agreement)
+        candidate = gate_checks.teacher_forced_fn(decode_runner(path), config.context)
+        quality[precision] = gate_checks.quantized_quality(reference, candidate, pieces)
+        found = gate_checks.quality_checks(f"decode {precision}", quality[precision],
+                                           settings.max_ppl_increase.get(precision),
+                                           settings.min_agreement)
         checks += found
         if passed and all(c.passed for c in found):
             passed.append(precision)

@@ -18,7 +18,7 @@ def _script():
 
 
 def test_recovered_weights_are_the_int8_files_weights(exported, tiny_model_dir):
-    from export.decode_config import load_weights
+    from export.decode.checkpoint import load_weights
 
     _, out = exported
     original = load_weights(tiny_model_dir)

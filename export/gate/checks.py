@@ -1,25 +1,25 @@
-"""The validation gate: checks that an ONNX export is the same model as the PyTorch one.
+"""The checks both gates run, each returning `Check`s with the measured number:
 
-Each check is a pure function of (reference, candidate, token ids) returning `Check`s with
-the measured number, so tests elsewhere (the generation engine's) can reuse them:
-
-- `check_logits`: fp32 ONNX logits against the uncached PyTorch forward, on the prefill and on
-  cached single-token steps, for one prompt or a left-padded batch (pad positions skipped).
 - `check_greedy`: an ONNX greedy continuation against transformers' `generate`.
 - `quantized_quality` + `quality_checks`: perplexity and teacher-forced top-1 agreement of a
   quantized file against the fp32 file on held-out text.
+
+The ONNX side is the engine's own runner (`generation.runners`: `OptimumRunner` or
+`DecodeRunner`, one API) through `greedy_fn` / `teacher_forced_fn`, so a gate checks the cache
+handling the engine uses, not a second copy of it. The logit checks are each gate's own
+(`export.optimum.gate`, `export.decode.gate`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import onnxruntime as ort
 
-from export import ort_io
+Greedy = Callable[..., list[int]]  # (prompt, new_tokens, eos_id=None) -> new token ids
+Scorer = Callable[[Sequence[int]], np.ndarray]  # chunk -> logits [len(chunk), vocab]
 
 
 @dataclass
@@ -56,70 +56,50 @@ def at_least(name: str, value: float, limit: float | None, detail: str = "") -> 
     return Check(name, float(value), limit, passed, detail, op=">=")
 
 
-def torch_logits(model, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-    """Uncached PyTorch forward with transformers' mask-derived position ids.
+def greedy_fn(runner) -> Greedy:
+    """A greedy decoder on a runner: prefill the prompt into a fresh one-slot cache, then
+    single-token steps.
 
     Args:
-        model: a transformers causal LM in eval mode.
-        input_ids, attention_mask: [batch, seq] int arrays (left padding allowed).
+        runner: an `OptimumRunner` or `DecodeRunner` (`new_cache`, `prefill`, `step`).
 
     Returns:
-        logits [batch, seq, vocab] as float32 numpy.
+        `greedy(prompt, new_tokens, eos_id=None) -> new token ids` (stops after `eos_id`;
+        None: all `new_tokens`).
     """
-    import torch
-
-    positions = ort_io.position_ids_from_mask(attention_mask)
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        out = model(
-            input_ids=torch.as_tensor(input_ids, device=device),
-            attention_mask=torch.as_tensor(attention_mask, device=device),
-            position_ids=torch.as_tensor(positions, device=device),
-            use_cache=False,
-        )
-    return out.logits.float().cpu().numpy()
+    def greedy(prompt, new_tokens, eos_id=None):
+        cache = runner.new_cache(1, len(prompt) + new_tokens)
+        logits, out = runner.prefill(cache, 0, list(prompt))[-1], []
+        for _ in range(new_tokens):
+            out.append(int(np.argmax(logits)))
+            if out[-1] == eos_id:
+                break
+            logits = runner.step(cache, np.asarray([out[-1]], dtype=np.int64))[0]
+        return out
+    return greedy
 
 
-def check_logits(
-    model,
-    session: ort.InferenceSession,
-    rows: Sequence[Sequence[int]],
-    pad_id: int,
-    label: str,
-    steps: int = 3,
-    atol: float = 1e-4,
-) -> list[Check]:
-    """Compare ONNX and PyTorch logits on a prefill and on `steps` cached single-token steps.
+def teacher_forced_fn(runner, capacity: int) -> Scorer:
+    """A teacher-forced scorer on a runner: each chunk is one prefill into an emptied slot.
 
-    The rows are left-padded into one batch. Each cached step feeds every row its own greedy
-    token and compares the ONNX step's logits with an uncached PyTorch forward over the whole
-    sequence so far (so the cache itself is checked, not assumed). Pad positions are skipped.
+    Args:
+        runner: an `OptimumRunner` or `DecodeRunner`.
+        capacity: the longest chunk it will be given (the cache's size).
 
     Returns:
-        Two checks: `{label} prefill` and `{label} cached steps`, each the max abs diff.
+        `score(chunk) -> float32 logits [len(chunk), vocab]` (every position kept).
     """
-    ids, mask = ort_io.left_pad(rows, pad_id)
-    logits, past = ort_io.forward(session, ids, mask)
-    reference = torch_logits(model, ids, mask)
-    real = mask.astype(bool)
-    prefill = float(np.abs(logits[real] - reference[real]).max())
-    checks = [at_most(f"{label} prefill", prefill, atol, f"{ids.shape[0]}x{ids.shape[1]} tokens")]
-    step_diffs = []
-    for _ in range(steps):
-        token = np.argmax(logits[:, -1], axis=-1).reshape(-1, 1).astype(np.int64)
-        ids = np.concatenate([ids, token], axis=1)
-        mask = np.concatenate([mask, np.ones_like(token)], axis=1)
-        logits, past = ort_io.forward(session, token, mask, past)
-        reference = torch_logits(model, ids, mask)
-        step_diffs.append(float(np.abs(logits[:, -1] - reference[:, -1]).max()))
-    per_step = ", ".join(f"{d:.2e}" for d in step_diffs)
-    checks.append(at_most(f"{label} cached steps", max(step_diffs), atol, f"per step: {per_step}"))
-    return checks
+    cache = runner.new_cache(1, capacity)
+
+    def score(chunk):
+        cache.clear(0)
+        return runner.prefill(cache, 0, list(chunk), keep=len(chunk))
+    return score
 
 
 def check_greedy(
     model,
-    session,
+    decode: Greedy,
     prompt: Sequence[int],
     new_tokens: int = 32,
     prefix: str = "",
@@ -128,9 +108,9 @@ def check_greedy(
     """ONNX greedy decoding (with the cache) against transformers `generate(do_sample=False)`.
 
     Both sides stop after the model's EOS token (from its generation config), as `generate`
-    does; the detail says how many tokens were compared. `session` is an optimum-graph
-    session or a `(prompt, new_tokens, eos_id) -> tokens` function; `prefix` starts the name;
-    `stop_at_eos=False` compares all `new_tokens` (EOS is then a token like any other).
+    does; the detail says how many tokens were compared. `decode` is a `greedy_fn`; `prefix`
+    starts the name; `stop_at_eos=False` compares all `new_tokens` (EOS is then a token like
+    any other).
 
     Returns:
         A check whose value is the number of differing tokens (limit 0).
@@ -151,8 +131,6 @@ def check_greedy(
     expected = out[0, ids.shape[1]:].tolist()
     if eos in expected:
         expected = expected[: expected.index(eos) + 1]
-    decode = session if callable(session) else (
-        lambda p, n, eos_id: ort_io.greedy(session, p, n, eos_id=eos_id))
     got = decode(prompt, new_tokens, eos_id=eos)
     wrong = sum(a != b for a, b in zip(expected, got, strict=False)) + abs(len(expected) - len(got))
     first = next((i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), None)
@@ -162,14 +140,12 @@ def check_greedy(
 
 
 def quantized_quality(
-    reference,
-    candidate,
+    reference: Scorer,
+    candidate: Scorer,
     chunks: Sequence[Sequence[int]],
 ) -> dict[str, float]:
-    """Perplexity of both sessions and their top-1 agreement on held-out token chunks.
-
-    Each chunk is one prefill; every position predicts the next token (teacher forcing).
-    Each side is an optimum-graph session or a `chunk -> logits [len, vocab]` function.
+    """Perplexity of both scorers (`teacher_forced_fn`) and their top-1 agreement on
+    held-out token chunks: every position predicts the next token (teacher forcing).
 
     Returns:
         {"ppl_reference", "ppl", "ppl_increase" (relative), "agreement" (fraction of
@@ -178,13 +154,10 @@ def quantized_quality(
     nll = {"reference": 0.0, "candidate": 0.0}
     agree = total = 0
     for chunk in chunks:
-        ids = np.asarray([chunk], dtype=np.int64)
-        mask = np.ones_like(ids)
-        targets = ids[0, 1:]
+        targets = np.asarray(chunk[1:], dtype=np.int64)
         tops = {}
-        for key, session in (("reference", reference), ("candidate", candidate)):
-            logits = session(chunk) if callable(session) else ort_io.forward(session, ids, mask)[0][0]
-            logits = logits[:-1].astype(np.float64)
+        for key, score in (("reference", reference), ("candidate", candidate)):
+            logits = score(chunk)[:-1].astype(np.float64)
             log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
             nll[key] += float((log_z - logits[np.arange(len(targets)), targets]).sum())
             tops[key] = logits.argmax(-1)

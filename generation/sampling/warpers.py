@@ -27,20 +27,6 @@ _BLOCK = 256
 _ADD_IF_KEPT = np.array([-np.inf, 0.0], dtype=np.float32)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax; -inf logits get probability 0.
-
-    Args:
-        logits: [rows, vocab] with at least one finite value per row.
-
-    Returns:
-        Probabilities of the same shape and dtype.
-    """
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    z /= z.sum(axis=-1, keepdims=True)
-    return z
-
-
 def apply_temperature(logits: np.ndarray, temperature: float | Sequence[float]) -> np.ndarray:
     """Divide each row by its temperature (rows with temperature 0, i.e. greedy, are unchanged).
 
@@ -144,7 +130,8 @@ def apply_repetition_penalty(
 
     Args:
         logits: [rows, vocab].
-        seen: bool [rows, vocab], True where the token occurred in that row's context.
+        seen: bool [rows, vocab] (or one bool [vocab] mask per row), True where the token
+            occurred in that row's context.
         penalty: one value or one per row, > 0; 1 leaves the row unchanged.
 
     Returns:
@@ -233,14 +220,6 @@ def _keep_at_least(logits: np.ndarray, thresholds: Sequence[float]) -> np.ndarra
     # Adding 0 or -inf picked by a lookup: np.where branches per element and costs ~5x more
     # on the random keep patterns of a flat distribution.
     return logits + np.take(_ADD_IF_KEPT, keep.view(np.uint8))
-
-
-def seen_mask(token_ids: Sequence[Sequence[int]], vocab_size: int) -> np.ndarray:
-    """The bool [rows, vocab] mask of tokens present in each row's ids."""
-    mask = np.zeros((len(token_ids), vocab_size), dtype=bool)
-    for i, ids in enumerate(token_ids):
-        mask[i, np.asarray(ids, dtype=np.int64)] = True
-    return mask
 
 
 def _per_row(value, logits: np.ndarray, kind: type) -> np.ndarray:

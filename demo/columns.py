@@ -1,0 +1,167 @@
+"""The demo's columns: one row each, from which the UI, the API and the README's table are made.
+
+A column has a key (the UI's elem ids `KEY-text`, `KEY-stats`, `KEY-shaded`), a label, a
+heading and description, its knobs (the controls, with their ranges and defaults, and the API
+parameters of the same names), and how its SamplingParams are built from them. Adding a column
+is adding a row to COLUMNS; it gets its controls, its outputs and its own endpoint.
+
+    python -m demo.columns --markdown      # the README's table of columns
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from generation import SamplingParams
+
+MAX_TOP_K = 1_000_000  # above any vocabulary (k >= vocabulary = off); more is nonsense
+MAX_NEW_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One control: a SamplingParams field, its slider in the UI, its check in the API.
+
+    Attributes:
+        name: the SamplingParams field and the API parameter.
+        label: the slider's label.
+        minimum, maximum, default, step: the slider.
+        whole: an integer.
+        low, high: what the API accepts (`low_open`: low itself not).
+        rule: how the API's error message states that ("a number >= 0 (0 = greedy)").
+    """
+
+    name: str
+    label: str
+    minimum: float
+    maximum: float
+    default: float
+    step: float
+    whole: bool = False
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    rule: str = ""
+
+    def problem(self, value: object) -> str | None:
+        """The API's complaint about `value`, or None when it is allowed."""
+        try:
+            ok = isinstance(value, int | float) and math.isfinite(value) and (
+                not self.whole or (not isinstance(value, bool) and float(value).is_integer()))
+        except OverflowError:  # an int too large for a float
+            ok = False
+        if ok and (self.low < value if self.low_open else self.low <= value) and value <= self.high:
+            return None
+        return f"{self.name} must be {self.rule}, got {value!r}"
+
+    def value(self, raw: float) -> float | int:
+        """The value as SamplingParams takes it."""
+        return int(raw) if self.whole else float(raw)
+
+
+TEMPERATURE = Knob("temperature", "temperature", 0.0, 2.0, 0.8, 0.05, low=0,
+                   rule="a number >= 0 (0 = greedy)")
+TOP_K = Knob("top_k", "top-k (0 = off)", 0, 200, 40, 1, whole=True, low=0, high=MAX_TOP_K,
+             rule=f"a whole number from 0 to {MAX_TOP_K} (0 = off)")
+TOP_P = Knob("top_p", "top-p (1 = off)", 0.01, 1.0, 0.9, 0.01, low=0, high=1, low_open=True,
+             rule="in (0, 1] (1 = off)")
+# The request's own knobs, beside the columns'.
+MAX_NEW = Knob("max_new_tokens", "max new tokens", 1, MAX_NEW_TOKENS, 64, 1, whole=True, low=1,
+               high=MAX_NEW_TOKENS, rule=f"a whole number from 1 to {MAX_NEW_TOKENS}")
+SEED = Knob("seed", "seed (sampling columns)", 0, 2**31 - 1, 0, 1, whole=True, low=0,
+            rule="a whole number >= 0")
+# The UI's advanced knobs, shared by every column (not in the API).
+ADVANCED = (
+    Knob("min_p", "min-p (0 = off)", 0.0, 1.0, 0.0, 0.01),
+    Knob("repetition_penalty", "repetition penalty (1 = off)", 1.0, 2.0, 1.0, 0.05),
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One decoding strategy of the demo.
+
+    Attributes:
+        key: the UI's elem ids (`KEY-text` ...) and its name among /generate's outputs.
+        label: the output boxes' label.
+        title, description: the column's heading.
+        endpoint: its own API endpoint (`/ENDPOINT`).
+        summary: what that endpoint returns, for the API page.
+        knobs: its controls (one per column in the UI; shared by name in the API).
+        fixed: SamplingParams fields it always sets.
+        seeded: it draws at random, so it takes the seed.
+        in_generate: one of /generate's outputs (those stay the first three columns: clients
+            unpack three texts).
+    """
+
+    key: str
+    label: str
+    title: str
+    description: str
+    endpoint: str
+    summary: str
+    knobs: tuple[Knob, ...] = ()
+    fixed: Mapping = field(default_factory=dict)
+    seeded: bool = True
+    in_generate: bool = False
+
+    def params(self, values: Mapping[str, float]) -> SamplingParams:
+        """Its SamplingParams from knob values by name (its knobs; the seed and the advanced
+        knobs when given)."""
+        knobs = self.knobs + ADVANCED + ((SEED,) if self.seeded else ())
+        given = {k.name: k.value(values[k.name]) for k in knobs if k.name in values}
+        return SamplingParams(**self.fixed, **given)
+
+
+COLUMNS = (
+    Column("greedy", "greedy", "Greedy", "always the most likely token (no knobs)", "greedy",
+           "the most likely token at every step", fixed={"temperature": 0.0}, seeded=False,
+           in_generate=True),
+    Column("sampling", "sampling", "Sampling", "a draw from the whole distribution", "sample",
+           "sampling from the whole distribution at `temperature`", knobs=(TEMPERATURE,),
+           in_generate=True),
+    Column("top_k_top_p", "top-k / top-p", "Top-k / Top-p",
+           "a draw from the k likeliest tokens within mass p", "top_k_top_p",
+           "sampling at `temperature` from the top-k tokens within top-p mass",
+           knobs=(TEMPERATURE, TOP_K, TOP_P), in_generate=True),
+)
+
+
+def api_knobs(columns) -> list[Knob]:
+    """The API parameters after (prompt, max_new_tokens) of an endpoint serving `columns`:
+    their knobs by first appearance, then the seed if one of them draws."""
+    knobs = list(dict.fromkeys(k for c in columns for k in c.knobs))
+    return knobs + ([SEED] if any(c.seeded for c in columns) else [])
+
+
+def generate_columns() -> list[Column]:
+    """The columns /generate returns, in order."""
+    return [c for c in COLUMNS if c.in_generate]
+
+
+def markdown() -> str:
+    """The README's table of the columns."""
+    lines = ["| column | picks | endpoint | its knobs | in `/generate` |", "|---|---|---|---|---|"]
+    for c in COLUMNS:
+        knobs = ", ".join(f"`{k.name}`" for k in api_knobs([c])) or "none"
+        lines.append(f"| {c.title} | {c.description} | `/{c.endpoint}` | {knobs} | "
+                     f"{'yes' if c.in_generate else 'no'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m demo.columns --markdown`: print the README's table."""
+    parser = argparse.ArgumentParser(prog="python -m demo.columns", description=__doc__.split("\n")[0])
+    parser.add_argument("--markdown", action="store_true", help="print the README's table")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The demo's event handlers: each checks its inputs, streams its rows from the server, and says
+what went wrong as a `gr.Error` (what the user must fix is one log line, not a traceback)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import gradio as gr
+
+from generation import SamplingParams
+from generation.sampling.params import prompt_problems
+from generation.serve import Busy, Server
+
+from .columns import ADVANCED, COLUMNS, MAX_NEW, SEED, Column, Knob, api_knobs, generate_columns
+from .view import view
+
+MAX_PROMPT_CHARS = 4000
+UI_REFRESH_S = 0.05  # the browser view is redrawn at most this often (the API gets every step)
+
+
+def rejected(message: str) -> gr.Error:
+    """The gr.Error for a request the user must fix, logged as one line (not a traceback)."""
+    print(f"app.py: rejected request: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
+def check_request(prompt: object, values: Sequence[tuple[Knob, object]]) -> None:
+    """Refuse a request the demo cannot serve, naming every problem at once.
+
+    Args:
+        prompt: the prompt as received.
+        values: (knob, value as received) pairs, in the order to report them.
+
+    Raises:
+        gr.Error: listing each bad input.
+    """
+    problems = []
+    if not isinstance(prompt, str) or not prompt.strip():
+        problems.append("the prompt is empty: type the opening of an abstract")
+    elif prompt_problems(prompt):  # JSON escapes can smuggle in lone surrogates
+        problems.append("the prompt is not valid Unicode text")
+    elif len(prompt) > MAX_PROMPT_CHARS:
+        problems.append(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    problems += [m for knob, value in values if (m := knob.problem(value)) is not None]
+    if problems:
+        raise rejected("Cannot generate: " + "; ".join(problems) + ".")
+
+
+def stream_rows(server: Server, prompt: str, params: Sequence[SamplingParams], max_new_tokens) -> Iterator:
+    """The request's StepUpdates, with the server's outcomes told to the user.
+
+    Raises:
+        gr.Error: the engine refuses the settings (e.g. min-p outside [0, 1]), the server is
+            busy, or the engine failed on this request.
+    """
+    try:
+        stream = server.open(prompt, params, int(max_new_tokens))
+    except Busy as err:
+        raise rejected(f"Busy: {err}.") from err
+    except ValueError as err:
+        raise rejected(f"Cannot generate: {err}") from err
+    if stream.handle.prompt_truncated:
+        gr.Warning(f"The prompt was cut: its first {stream.handle.prompt_truncated} tokens do not fit the context.")
+    try:
+        yield from stream
+    except Exception as err:  # noqa: BLE001 - the engine failed on this request only
+        raise gr.Error(f"Generation failed: {err}") from err
+    if stream.handle.timed_out:
+        gr.Warning(f"Stopped at the {server.config.time_limit_s:.0f} s limit per request.")
+
+
+def column_endpoint(server: Server, column: Column) -> Callable[..., Iterator[str]]:
+    """The handler of `/ENDPOINT` for one column: (prompt, max_new_tokens, *its knobs) -> text."""
+    knobs = api_knobs([column])
+
+    def endpoint(prompt: str, max_new_tokens: int, *values) -> Iterator[str]:
+        check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
+        named = {k.name: v for k, v in zip(knobs, values, strict=True)}
+        for update in stream_rows(server, prompt, [column.params(named)], max_new_tokens):
+            yield update.rows[0].text
+
+    endpoint.__doc__ = f"API `/{column.endpoint}`: {column.summary}."
+    return endpoint
+
+
+def generate_endpoint(server: Server) -> Callable[..., Iterator[tuple[str, ...]]]:
+    """The handler of `/generate`: (prompt, max_new_tokens, *knobs) -> the columns' texts."""
+    columns = generate_columns()
+    knobs = api_knobs(columns)
+
+    def generate(prompt: str, max_new_tokens: int, *values) -> Iterator[tuple[str, ...]]:
+        check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
+        named = {k.name: v for k, v in zip(knobs, values, strict=True)}
+        for update in stream_rows(server, prompt, [c.params(named) for c in columns], max_new_tokens):
+            yield tuple(row.text for row in update.rows)
+
+    generate.__doc__ = ("API `/generate`: the continuations "
+                        f"({', '.join(c.key for c in columns)}), growing.")
+    return generate
+
+
+def view_handler(server: Server) -> Callable[..., Iterator[list]]:
+    """The browser's handler: (prompt, max_new_tokens, seed, each column's knobs in order, the
+    advanced knobs) -> per column its text, stats line and tokens shaded by probability."""
+
+    def generate_view(prompt: str, max_new_tokens: int, seed: int, *values) -> Iterator[list]:
+        values = list(values)
+        advanced = dict(zip((k.name for k in ADVANCED), values[len(values) - len(ADVANCED):], strict=True))
+        checks, params = [(MAX_NEW, max_new_tokens)], []
+        for column in COLUMNS:
+            own, values = values[:len(column.knobs)], values[len(column.knobs):]
+            checks += zip(column.knobs, own, strict=True)
+            params.append(column.params({**advanced, "seed": seed,
+                                         **{k.name: v for k, v in zip(column.knobs, own, strict=True)}}))
+        check_request(prompt, checks + [(SEED, seed)])
+        last, rows = 0.0, None
+        for update in stream_rows(server, prompt, params, max_new_tokens):
+            rows = update.rows
+            if time.monotonic() - last >= UI_REFRESH_S:
+                last = time.monotonic()
+                yield view(rows)
+                rows = None
+        if rows is not None:  # the last state, if the refresh limit skipped it
+            yield view(rows)
+
+    return generate_view

@@ -1,0 +1,275 @@
+"""Find and read a model's files: the ONNX file, tokenizer.json, config.json, generation_config.json.
+
+A model is an export directory, a directory (or Hub repo) whose ONNX files sit in `onnx/`, or
+a Hub repo id, which is fetched with `snapshot_download` (only the files needed).
+
+Where `decode.json` sits beside the ONNX files (`python -m export` writes it), the engine runs
+a decode graph (`decode_fp32.onnx`, `decode_int8.onnx`, `decode_int4.onnx`: whichever passed
+the export's gate; `decode.json` names them and the default, the fastest). Without it (a repo
+exported by optimum alone) it runs optimum's `model.onnx` / `model_int8.onnx`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from .contract import DECODE_FORMAT, DECODE_JSON, OPTIMUM_FILES, PRECISIONS
+from .sampling.params import SamplingParams
+
+# Without a choice: the quantized file when it exists (smaller and faster on a CPU).
+_DEFAULT_ORDER = ("int8", "fp32", "int4")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where the pieces of one model are on disk.
+
+    Attributes:
+        root: the directory given (or the downloaded snapshot).
+        onnx: the chosen ONNX file.
+        precision: "fp32", "int8" or "int4".
+        meta_dir: the directory holding config.json and tokenizer.json.
+        decode: decode.json's content when `onnx` is a decode graph, else None.
+    """
+
+    root: Path
+    onnx: Path
+    precision: str
+    meta_dir: Path
+    decode: dict | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the engine needs from config.json and generation_config.json."""
+
+    model_type: str
+    context: int
+    vocab_size: int
+    layers: int
+    heads: int
+    hidden: int
+    parameters: int
+    eos_ids: tuple[int, ...]
+    default_params: SamplingParams
+    default_max_new_tokens: int | None
+
+
+def choose_onnx(files: list[str], precision: str | None) -> tuple[str, str]:
+    """Pick the ONNX file among a model's files (relative POSIX paths).
+
+    Args:
+        files: every file of the model directory or repo.
+        precision: "fp32", "int8", "int4", or None for int8 when present, else fp32.
+
+    Returns:
+        (relative path of the ONNX file, its precision).
+
+    Raises:
+        ValueError: the precision is unknown, or no matching ONNX file exists.
+    """
+    if precision is not None and precision not in OPTIMUM_FILES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    names = set(files)
+    folder = "" if any("/" not in f and f.endswith(".onnx") for f in names) else "onnx/"
+    present = [p for p in PRECISIONS if folder + OPTIMUM_FILES[p] in names]
+    wanted = [precision] if precision else list(_DEFAULT_ORDER)
+    for p in wanted:
+        if p in present:
+            return folder + OPTIMUM_FILES[p], p
+    found = ", ".join(f"{p} ({folder}{OPTIMUM_FILES[p]})" for p in present) or "none"
+    want = f"{precision} model ({folder}{OPTIMUM_FILES[precision]})" if precision else "ONNX model"
+    raise ValueError(f"no {want} found; available: {found}")
+
+
+def choose_decode(meta: dict, precision: str | None) -> tuple[str, str]:
+    """Pick a decode graph from decode.json's content.
+
+    Args:
+        meta: decode.json.
+        precision: "fp32", "int8", "int4", or None for decode.json's default.
+
+    Returns:
+        (file name relative to decode.json, its precision).
+
+    Raises:
+        ValueError: an unknown format or precision, or a precision the export did not write.
+    """
+    if meta.get("format") != DECODE_FORMAT:
+        raise ValueError(f"decode.json has format {meta.get('format')!r}; this engine reads "
+                         f"format {DECODE_FORMAT} (re-export with python -m export)")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    files = meta.get("files") or {}
+    chosen = precision or meta.get("default")
+    if chosen not in files:
+        found = ", ".join(f"{p} ({f})" for p, f in files.items()) or "none"
+        raise ValueError(f"no {chosen} decode graph in decode.json; available: {found}")
+    return files[chosen], chosen
+
+
+def choose_model_file(files: list[str], precision: str | None, use_decode: bool,
+                      read_json) -> tuple[str, str, dict | None]:
+    """The ONNX file to run: the decode graph where decode.json exists (and `use_decode`),
+    else optimum's file (`choose_onnx`).
+
+    Args:
+        files: every file of the model directory or repo (relative POSIX paths).
+        precision: see `choose_decode` and `choose_onnx`.
+        use_decode: False to run optimum's graph even where a decode graph exists (CUDA).
+        read_json: reads a file of `files` as JSON.
+
+    Returns:
+        (relative path of the ONNX file, its precision, decode.json or None).
+    """
+    names = set(files)
+    folder = next((f for f in ("", "onnx/") if f + DECODE_JSON in names), None)
+    if folder is None:
+        return (*choose_onnx(files, precision), None)
+    if not use_decode:
+        try:
+            return (*choose_onnx(files, precision), None)
+        except ValueError as error:
+            raise ValueError(f"{error} (the decode graph runs on the CPU only; CUDA needs "
+                             "optimum's model.onnx)") from None
+    meta = read_json(folder + DECODE_JSON)
+    rel, chosen = choose_decode(meta, precision)
+    if folder + rel not in names:
+        raise ValueError(f"decode.json names {rel}, which is missing beside it")
+    return folder + rel, chosen, meta
+
+
+def resolve(model: str | os.PathLike, precision: str | None = None,
+            use_decode: bool = True) -> ModelFiles:
+    """Locate (downloading when `model` is a Hub id) the files of a model.
+
+    Args:
+        model: a local directory, or a Hub repo id such as "user/model".
+        precision: see `choose_model_file`.
+        use_decode: see `choose_model_file`.
+
+    Returns:
+        The located files.
+
+    Raises:
+        ValueError: no such directory or repo, or no usable ONNX file in it.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return _local(path, precision, use_decode)
+    if path.exists() or str(model).count("/") != 1 or str(model).startswith((".", "/", "~")):
+        raise ValueError(f"model {str(model)!r} is neither a model directory nor a Hub repo id")
+    return _download(str(model), precision, use_decode)
+
+
+def _local(root: Path, precision: str | None, use_decode: bool) -> ModelFiles:
+    files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    rel, chosen, meta = choose_model_file(files, precision, use_decode,
+                                          lambda rel: json.loads((root / rel).read_text()))
+    return _files(root, rel, chosen, meta)
+
+
+def _download(repo_id: str, precision: str | None, use_decode: bool) -> ModelFiles:
+    """Fetch only the needed files of a Hub repo; offline (or with the Hub unreachable), use
+    the files a previous download left in the local cache."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        files = [s.rfilename for s in HfApi().model_info(repo_id).siblings or []]
+        # First the JSON files (config, tokenizer, decode.json: small), which say which ONNX
+        # file to take; then that file and its external data (never the PyTorch weights).
+        root = Path(snapshot_download(repo_id, allow_patterns=["*.json"]))
+        rel, chosen, meta = choose_model_file(files, precision, use_decode,
+                                              lambda rel: json.loads((root / rel).read_text()))
+        root = Path(snapshot_download(repo_id, allow_patterns=[rel, rel + "_data", rel + ".data"]))
+    except OSError as error:  # HTTP errors, no network, offline mode (all OSErrors)
+        try:
+            root = Path(snapshot_download(repo_id, local_files_only=True))
+        except OSError:
+            raise ValueError(f"could not fetch {repo_id!r} from the Hub: {error}") from error
+        return _local(root, precision, use_decode)
+    return _files(root, rel, chosen, meta)
+
+
+def _files(root: Path, rel: str, precision: str, decode: dict | None) -> ModelFiles:
+    onnx = root / rel
+    meta_dir = onnx.parent if (onnx.parent / "tokenizer.json").is_file() else root
+    for name in ("tokenizer.json", "config.json"):
+        if not (meta_dir / name).is_file():
+            raise ValueError(f"{name} is missing beside {onnx} (looked in {meta_dir})")
+    return ModelFiles(root=root, onnx=onnx, precision=precision, meta_dir=meta_dir, decode=decode)
+
+
+def load_tokenizer(files: ModelFiles) -> Tokenizer:
+    """The `tokenizers` tokenizer from tokenizer.json."""
+    return Tokenizer.from_file(str(files.meta_dir / "tokenizer.json"))
+
+
+def read_config(files: ModelFiles) -> ModelConfig:
+    """Read config.json and (when present) generation_config.json.
+
+    Raises:
+        ValueError: config.json lacks the context size, vocabulary size or layer count.
+    """
+    cfg = json.loads((files.meta_dir / "config.json").read_text())
+    gen_path = files.meta_dir / "generation_config.json"
+    gen = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
+
+    def first(*keys):
+        return next((cfg[k] for k in keys if cfg.get(k) is not None), None)
+
+    context = first("max_position_embeddings", "n_positions", "n_ctx")
+    vocab = first("vocab_size")
+    layers = first("num_layers", "n_layer", "num_hidden_layers")
+    hidden = first("hidden_size", "n_embd") or 0
+    heads = first("num_heads", "n_head", "num_attention_heads") or 0
+    missing = [n for n, v in (("context size", context), ("vocab_size", vocab), ("layers", layers)) if v is None]
+    if missing:
+        raise ValueError(f"config.json lacks {', '.join(missing)}")
+    eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
+    eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+    return ModelConfig(
+        model_type=cfg.get("model_type", ""),
+        context=int(context),
+        vocab_size=int(vocab),
+        layers=int(layers),
+        heads=int(heads),
+        hidden=int(hidden),
+        parameters=count_parameters(cfg),
+        eos_ids=tuple(int(e) for e in eos_ids),
+        default_params=default_params(gen),
+        default_max_new_tokens=gen.get("max_new_tokens"),
+    )
+
+
+def default_params(gen: dict) -> SamplingParams:
+    """SamplingParams equivalent to transformers' defaults for a generation_config.json dict."""
+    penalty = float(gen.get("repetition_penalty") or 1.0)
+    if not gen.get("do_sample", False):
+        return SamplingParams(repetition_penalty=penalty)
+    return SamplingParams(
+        temperature=float(gen.get("temperature", 1.0) or 0.0),
+        top_k=int(gen.get("top_k", 50) or 0),  # transformers samples with top_k=50 by default
+        top_p=float(gen.get("top_p", 1.0) or 1.0),
+        min_p=float(gen.get("min_p") or 0.0),
+        repetition_penalty=penalty,
+    )
+
+
+def count_parameters(cfg: dict) -> int:
+    """Parameter count of a GPT-Neo or GPT-2 config (tied embeddings counted once); 0 if unknown."""
+    kind = cfg.get("model_type")
+    if kind not in ("gpt_neo", "gpt2"):
+        return 0
+    h = cfg.get("hidden_size") or cfg.get("n_embd")
+    inner = cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * h
+    positions = cfg.get("max_position_embeddings") or cfg.get("n_positions")
+    layers = cfg.get("num_layers") or cfg.get("n_layer")
+    qkv_bias = 3 * h if kind == "gpt2" else 0  # GPT-Neo's q/k/v projections have no bias
+    per_layer = 2 * h + 3 * h * h + qkv_bias + h * h + h + 2 * h + h * inner + inner + inner * h + h
+    return cfg["vocab_size"] * h + positions * h + layers * per_layer + 2 * h
