@@ -8,6 +8,8 @@ changed by editing one constant after a measurement, never by guessing in the CL
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from dataclasses import dataclass
 
 ATTENTION_CHOICES = ("auto", "eager", "sdpa")
@@ -33,14 +35,20 @@ class SpeedChoices:
         return dataclasses.asdict(self)
 
 
-# THE CPU RULE. Provisional: not yet measured on a quiet machine. sdpa equals eager (tests)
-# and never materializes the [T, T] fp32 scores; fp32, unfused AdamW, no compile and no
-# workers are the behaviour before this rule. Whether bf16 (AMX CPUs only), compile or
-# fused AdamW pay on a given CPU is for `python bench/train.py --device cpu --try ...`
-# (README, fine-tune section) to show; change these values from its table.
-CPU_DEFAULTS = SpeedChoices(precision="fp32", attn_implementation="sdpa", optim="adamw_torch",
-                            torch_compile=False, tf32=False, dataloader_num_workers=0,
+# THE CPU RULE, measured (`python bench/train.py --device cpu ...`, README's fine-tune section;
+# bench/results/train_*_cpu_quiet*.json, 2-core AMD EPYC Zen 3, AVX2): torch.compile is the one
+# switch that pays (125M: 1.29-1.36x run_clm's defaults; the demo model: 1.09x, with SDPA);
+# with compile SDPA beats eager (1.36x vs 1.23x on 125M), without it eager beats SDPA (0.87-0.93x);
+# fused AdamW adds 3-14 % without compile and nothing measurable with it (kept: it is never slower);
+# bf16 on a CPU without AMX / AVX-512 BF16 is emulated and far slower (it did not finish 6 steps
+# of 125M in 7 minutes where fp32 took 66 s), so fp32. Inductor needs a C++ compiler: without one
+# the rule falls back to eager attention and no compile (`cpu_defaults`).
+CPU_DEFAULTS = SpeedChoices(precision="fp32", attn_implementation="sdpa", optim="adamw_torch_fused",
+                            torch_compile=True, tf32=False, dataloader_num_workers=0,
                             dataloader_pin_memory=False)
+# What the CPU rule gives where torch.compile cannot run (the faster uncompiled attention).
+CPU_NO_COMPILER = dataclasses.replace(CPU_DEFAULTS, attn_implementation="eager", torch_compile=False)
+CXX_COMPILERS = ("g++", "c++", "clang++")
 
 # CUDA: bf16 autocast where the GPU has it, SDPA (flash kernels for the global layers),
 # fused AdamW, torch.compile, two loader workers feeding pinned memory.
@@ -59,13 +67,20 @@ def training_device() -> str:
 def device_defaults(device: str) -> SpeedChoices:
     """The project's choices for "cuda" or "cpu", adjusted to what this GPU supports."""
     if device != "cuda":
-        return CPU_DEFAULTS
+        return cpu_defaults()
     import torch
 
     ampere = torch.cuda.get_device_capability()[0] >= 8
     return dataclasses.replace(
         CUDA_DEFAULTS, tf32=ampere,
         precision="bf16" if torch.cuda.is_bf16_supported() else "fp32")
+
+
+def cpu_defaults() -> SpeedChoices:
+    """CPU_DEFAULTS where a C++ compiler is on PATH (torch.compile's CPU backend builds C++),
+    else CPU_NO_COMPILER; $CXX names the compiler when set, as for inductor."""
+    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else CXX_COMPILERS
+    return CPU_DEFAULTS if any(shutil.which(c) for c in compilers) else CPU_NO_COMPILER
 
 
 def speed_choices(device: str, precision: str = "auto", attn_implementation: str = "auto",

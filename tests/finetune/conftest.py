@@ -80,8 +80,10 @@ def scratch_json(tmp_path) -> Path:
 
 
 def train_argv(data, out: Path, tokenizer: Path, scratch: Path, cache: Path, *extra) -> list[str]:
-    """The CLI arguments of a fast tiny run (block 32, batch 4, no accumulation)."""
-    return ["--data", str(data), "--output-dir", str(out), "--tokenizer", str(tokenizer),
+    """The CLI arguments of a fast tiny run (block 32, batch 4, no accumulation; no
+    torch.compile, the CPU default, whose compile time would dwarf a tiny run: tests/bench's
+    bench/train.py smoke test trains with it)."""
+    return ["--no-torch-compile", "--data", str(data), "--output-dir", str(out), "--tokenizer", str(tokenizer),
             "--from-scratch", str(scratch), "--cache-dir", str(cache), "--block-size", "32",
             "--batch-size", "4", "--gradient-accumulation-steps", "1", "--learning-rate", "3e-3",
             "--logging-steps", "5", "--min-words", "3", *extra]

@@ -6,14 +6,20 @@ import pytest
 
 from finetune.cli import main, parse_args
 from finetune.config import ConfigError, validate
-from finetune.defaults import CPU_DEFAULTS, speed_choices, training_arguments_kwargs
+from finetune.defaults import (
+    CPU_DEFAULTS,
+    CPU_NO_COMPILER,
+    cpu_defaults,
+    speed_choices,
+    training_arguments_kwargs,
+)
 from tests.finetune.conftest import train_argv
 
 
 def test_unset_options_follow_the_device_rule_and_explicit_ones_win():
     cfg = parse_args(["--output-dir", "o"])
     assert (cfg.attn_implementation, cfg.torch_compile) == ("auto", None)
-    assert cfg.speed() == CPU_DEFAULTS  # this test machine has no GPU
+    assert cfg.speed() == cpu_defaults()  # this test machine has no GPU
     cfg = parse_args(["--output-dir", "o", "--attn-implementation", "eager", "--torch-compile",
                       "--precision", "bf16"])
     speed = cfg.speed()
@@ -22,6 +28,20 @@ def test_unset_options_follow_the_device_rule_and_explicit_ones_win():
     written = cfg.to_dict()
     assert (written["attn_implementation"], written["torch_compile"]) == ("eager", True)
     assert written["speed"]["precision"] == "bf16"
+
+
+def test_the_cpu_rule_compiles_only_where_a_cxx_compiler_is_found(monkeypatch, tmp_path):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no compiler
+    assert speed_choices("cpu") == CPU_NO_COMPILER
+    assert (CPU_NO_COMPILER.torch_compile, CPU_NO_COMPILER.attn_implementation) == (False, "eager")
+    (tmp_path / "g++").write_text("#!/bin/sh\n")
+    (tmp_path / "g++").chmod(0o755)
+    assert speed_choices("cpu") == CPU_DEFAULTS
+    assert (CPU_DEFAULTS.torch_compile, CPU_DEFAULTS.attn_implementation) == (True, "sdpa")
+    monkeypatch.setenv("CXX", "no-such-compiler")  # $CXX, when set, is the one inductor uses
+    assert speed_choices("cpu") == CPU_NO_COMPILER
+    assert speed_choices("cpu", torch_compile=True).torch_compile  # the user's choice wins
 
 
 def test_cuda_rule_and_the_training_arguments_it_gives(monkeypatch):

@@ -156,7 +156,7 @@ def test_finetune_from_a_pretrained_model_dir(tmp_path, release_dir, tiny_model_
     from safetensors.torch import load_file
 
     out = tmp_path / "ft"
-    argv = ["--model", str(tiny_model_dir), "--data", str(release_dir), "--output-dir", str(out),
+    argv = ["--no-torch-compile", "--model", str(tiny_model_dir), "--data", str(release_dir), "--output-dir", str(out),
             "--cache-dir", str(tmp_path / "cache"), "--block-size", "32", "--batch-size", "4",
             "--gradient-accumulation-steps", "1", "--max-steps", "6", "--eval-steps", "3",
             "--min-words", "3", "--learning-rate", "1e-3"]
@@ -193,7 +193,7 @@ def test_bf16_precision_trains_on_cpu_with_fp32_weights(tmp_path, release_dir, t
     from safetensors.torch import load_file
 
     out = tmp_path / "bf16"
-    argv = ["--model", str(tiny_model_dir), "--data", str(release_dir), "--output-dir", str(out),
+    argv = ["--no-torch-compile", "--model", str(tiny_model_dir), "--data", str(release_dir), "--output-dir", str(out),
             "--cache-dir", str(tmp_path / "cache"), "--block-size", "32", "--batch-size", "4",
             "--gradient-accumulation-steps", "1", "--max-steps", "6", "--eval-steps", "3",
             "--min-words", "3", "--learning-rate", "1e-3", "--precision", "bf16"]
