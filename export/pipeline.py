@@ -149,6 +149,8 @@ def export_model(options: ExportOptions, log: Callable[[str], None] = print,
                                        o.window_cache)
         if prefill is not None:
             manifest = keep_prefill_graph(out, manifest, prefill, o.prefill, decode_gate, log)
+            if "prefill" in (manifest or {}):
+                files["prefill_int4"] = prefill
         files.update({f"decode_{p}": out / DECODE_FILES[p] for p in (manifest or {}).get("files", {})})
     report = card.build_report(model_dir, files, quantizers, gate, timed.timings, o.recorded)
     report["decode"] = manifest

@@ -37,8 +37,8 @@ DECODE_INPUTS = ("input_ids", "position_ids", "seqlens_k", "total_sequence_lengt
 # Prefill graphs by kind (export.decode.prefill); "fp32" is the fp32 decode graph itself.
 PREFILL_FILES = {"int4-fp32": "prefill_int4_fp32.onnx", "int8-dynamic": "prefill_int8_dynamic.onnx",
                  "fp32": DECODE_FILES["fp32"]}
-# An optional int64 [1] input of the padded decode graphs: the rows each weight matmul is
-# edge-padded to (default 2); 1 turns the padding off where a probe showed it is not needed.
+# An int64 [1] input of the padded (quantized) decode graphs: the rows each weight matmul is
+# edge-padded to; the runner feeds 2, or 1 where its start-up probe showed a lone row matches.
 MIN_ROWS = "min_rows"
 DECODE_PAST = re.compile(r"^past_(key|value)\.(\d+)$")
 LOGITS = "logits"

@@ -96,9 +96,8 @@ class DecodeGraphBuilder:
         c = self.config
         f32 = TensorProto.FLOAT
         self.inputs += [helper.make_tensor_value_info(n, *INPUT_TYPES[n]) for n in DECODE_INPUTS]
-        if self.pad_rows:  # an input with a default: the runner may feed 1 (see MIN_ROWS)
+        if self.pad_rows:  # the runner feeds 2, or 1 where its probe allows (see MIN_ROWS)
             self.inputs.append(helper.make_tensor_value_info(MIN_ROWS, TensorProto.INT64, [1]))
-            self.make_initializer(MIN_ROWS, np.array([2], dtype=np.int64))
         caches = [["batch", c.heads, (self.window_cache and w) or "capacity", c.head_dim]
                   for w in c.windows]
         for i, cache in enumerate(caches):

@@ -84,7 +84,9 @@ def test_int8_dynamic_prefill_is_close_to_pytorch_on_the_int8_weights(tiny, tiny
     logits = run.prefill(run.new_cache(1, 64), 0, ids, keep=len(ids))
     expected = torch_logits(reference_with(tiny_model_dir, dequantized_int8), [ids])[0]
     # Activations are quantized to 8 bits per call: close, not equal; the top token agrees.
-    assert np.abs(logits - expected).max() <= 0.05 * np.abs(expected).max()
+    scale = np.abs(expected).max()
+    assert np.abs(logits - expected).mean() <= 0.01 * scale
+    assert np.abs(logits - expected).max() <= 0.1 * scale
     assert (logits.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
 
 
@@ -108,11 +110,15 @@ def test_the_decode_graph_continues_from_the_prefill_graphs_cache(tiny, kind):
     alone.prefill(caches[1], 0, ids)
     for a, b in zip(caches[0].arrays, caches[1].arrays, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype == np.float32
-        assert np.abs(a - b).max() <= 0.05 * np.abs(b).max()  # other rounding, same layout
+        close(a, b)  # other rounding, the same layout
     for token in ids[:6]:
-        got = mixed.step(caches[0], np.array([token])).copy()
-        want = alone.step(caches[1], np.array([token]))
-        assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+        close(mixed.step(caches[0], np.array([token])).copy(), alone.step(caches[1], np.array([token])))
+
+
+def close(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal up to the quantization error (a cache in another layout is off by its own size)."""
+    scale = np.abs(b).max()
+    assert np.abs(a - b).mean() <= 0.02 * scale and np.abs(a - b).max() <= 0.15 * scale
 
 
 def test_a_prefill_graph_with_another_cache_layout_is_refused(tiny):
