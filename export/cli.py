@@ -84,12 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "cache (GQA sliding_window_cache; decode.json says window_cache): less "
                         "memory, faster long contexts (default); --no-window-cache: every layer's "
                         "cache as long as the slot")
-    q.add_argument("--prefill", default="int4-fp32",
+    q.add_argument("--prefill", default="int8-dynamic",
                    choices=["none", "int4-fp32", "int8-dynamic", "fp32"],
                    help="the graph the engine prefills prompts with, paired with decode_int4.onnx "
-                        "(decode.json's prefill; kept only if it passes its gate): int4-fp32 = "
-                        "the same 4-bit weights with fp32 compute (default), int8-dynamic = "
-                        "DynamicQuantizeMatMul, fp32 = decode_fp32.onnx; none = the decode graph")
+                        "(decode.json's prefill; kept only if it passes its gate): int8-dynamic = "
+                        "DynamicQuantizeMatMul (default), int4-fp32 = the same 4-bit weights with "
+                        "fp32 compute, fp32 = decode_fp32.onnx; none = the decode graph prefills")
     q.add_argument("--int4-embeddings", action="store_true",
                    help="also quantize the embedding tables to 4 bits in model_int4.onnx "
                         "(GatherBlockQuantized): a much smaller file, checked by the same gate")

@@ -25,8 +25,9 @@ from export.optimum.gate import run_gate
 from generation.contract import DECODE_FILES, OPTIMUM_FILES
 
 DEFAULT_INT8_BLOCK = 128
-# The prefill graph the export pairs with the 4-bit decode graph (bench/prefill.py chose it).
-DEFAULT_PREFILL = "int4-fp32"
+# The prefill graph paired with the 4-bit decode graph: in a rough bench/prefill.py run (busy
+# 2-core Zen 3, 125M, 200-token prompt) 0.41-0.50x the 4-bit graph's TTFT, the fastest there.
+DEFAULT_PREFILL = "int8-dynamic"
 REPORT = "export_report.json"
 # What an earlier export may have left in its directory. An export owns it: with --overwrite
 # none of these is carried into the new one (nothing stale can be loaded later); the user's

@@ -139,7 +139,7 @@ def test_the_export_pairs_a_gated_prefill_graph_with_the_4bit_graph(exported):
     assert code == 0
     meta = json.loads((out / "decode.json").read_text())
     entry = meta["prefill"]["int4"]
-    assert entry["kind"] == "int4-fp32" and (out / entry["file"]).is_file()
+    assert entry["kind"] == "int8-dynamic" and (out / entry["file"]).is_file()
     assert entry["gate"]["prefill graph + decode int4 perplexity increase"] <= 0.03
     report = json.loads((out / "export_report.json").read_text())
     assert "prefill graph + decode int4" in report["gate"]["quality"]
