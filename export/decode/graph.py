@@ -14,8 +14,10 @@ two rows because MatMulNBits (accuracy level 4) has a single-row path that can r
 differently from the multi-row one, depending on the CPU and block size (measured on an
 AVX-512 VNNI Xeon: blocks 64/128 differ for 4-bit, block 128 for 8-bit, block 32 for neither;
 reported on AVX2 Zen 3 for 4-bit block 32). The graph runs on CPUs we cannot test, so the
-quantized graphs always pad: a row's logits are bitwise identical alone or in a batch, for
-~2 ms (4-bit) to ~4 ms (8-bit) more CPU a step at batch 1 on GPT-Neo-125M, nothing at ≥ 2.
+quantized graphs pad to `min_rows` rows, an input: the runner feeds 2 (a row's logits are
+bitwise identical alone or in a batch, for ~2 ms (4-bit) to ~4 ms (8-bit) more CPU a step at
+batch 1 on GPT-Neo-125M, nothing at ≥ 2), or 1 where its start-up probe
+(`generation/runners/pad_probe.py`) found a lone row bitwise equal to the batched one.
 """
 
 from __future__ import annotations
