@@ -63,7 +63,7 @@ def prefill_graph_path(graph: str, torch_dir: Path, onnx_dir: Path, meta: dict, 
     """The ONNX file of a graph name, building a prefill kind once under `onnx_dir/../prefill`."""
     if graph in DECODE_GRAPHS:
         return onnx_dir / meta["files"][graph]
-    path = onnx_dir.parent / "prefill" / f"prefill_{graph}.onnx"
+    path = onnx_dir.parent / f"{onnx_dir.name}-prefill" / f"prefill_{graph}.onnx"
     if not path.exists():
         import onnx
 
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-tokens", type=int, default=200)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--options", nargs="+", default=list(DEFAULT_OPTIONS), metavar="GRAPH@CHUNK")
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="with --onnx-dir: a model directory and its export instead of --random-init")
+    p.add_argument("--onnx-dir", type=Path, default=None)
     p.add_argument("--cache-dir", type=Path, default=_setup.DEFAULT_CACHE)
     p.add_argument("--tokenizer", type=Path, default=_setup.SHARED_GPT2)
     p.add_argument("--json", type=Path, default=None)
@@ -145,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    torch_dir, onnx_dir = _setup.prepare_random_init(args.random_init, args.cache_dir,
-                                                     args.tokenizer, False)
+    if (args.model_dir is None) != (args.onnx_dir is None):
+        print("error: --model-dir and --onnx-dir go together", file=sys.stderr)
+        return 2
+    torch_dir, onnx_dir = (args.model_dir, args.onnx_dir) if args.onnx_dir else \
+        _setup.prepare_random_init(args.random_init, args.cache_dir, args.tokenizer, False)
     meta = json.loads((onnx_dir / "decode.json").read_text())
     ids = _setup.prompt_rows(AutoTokenizer.from_pretrained(torch_dir), 1, args.prompt_tokens)[0]
     sessions: dict = {}
@@ -172,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                       f" → {machine['load_average_1m_at_end']:.2f}"))
     path = args.json or (_setup.REPO_ROOT / "bench" / "results" / (
         f"prefill_{args.random_init}_p{args.prompt_tokens}_{time.strftime('%Y%m%d-%H%M%S')}.json"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"command": "python bench/prefill.py " + " ".join(
-        sys.argv[1:] if argv is None else argv), "machine": machine, "rows": rows,
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n")
-    print(f"[prefill] wrote {path}")
+    _setup.write_result(path, "bench/prefill.py", argv, machine, rows, "prefill")
     return 0
 
 
