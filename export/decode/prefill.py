@@ -193,7 +193,7 @@ def keep_prefill_graph(out: Path, manifest: dict | None, path: Path, kind: str, 
     Returns:
         The manifest, with `prefill` when the graph was kept (decode.json rewritten then).
     """
-    checks = None if decode_gate is None else decode_gate.prefill_checks
+    checks = getattr(decode_gate, "prefill_checks", None)
     files = (manifest or {}).get("files", {})
     problem = ("the 4-bit decode graph was not kept" if "int4" not in files else
                "its gate did not run" if decode_gate is not None and checks is None else
