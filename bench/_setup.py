@@ -118,3 +118,30 @@ def prompt_rows(tokenizer, batch: int, length: int) -> list[list[int]]:
     stream = heldout.token_stream(tokenizer, heldout.BUILTIN_TEXT, length * batch + 7 * batch,
                                   tokenizer.eos_token_id)
     return [stream[i * (length + 7):i * (length + 7) + length] for i in range(batch)]
+
+
+def write_result(path: Path, script: str, argv: list[str] | None, machine: dict, rows: list,
+                 tag: str) -> Path:
+    """Write a benchmark's JSON (its command line, machine, rows, UTC date) and say where.
+
+    Args:
+        path: the JSON file (its folder is created).
+        script: the script's path as run, e.g. "bench/prefill.py".
+        argv: the arguments main() got (None: sys.argv's).
+        machine, rows: what the benchmark measured.
+        tag: the prefix of the printed line, e.g. "prefill".
+
+    Returns:
+        `path`.
+    """
+    import json
+    import sys
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = sys.argv[1:] if argv is None else argv
+    path.write_text(json.dumps({"command": f"python {script} " + " ".join(args), "machine": machine,
+                                "rows": rows, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                               indent=2) + "\n")
+    print(f"[{tag}] wrote {path}")
+    return path

@@ -143,11 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_average_1m_at_end"] = _setup.machine_info(0)["load_average_1m_at_start"]
     path = args.json or (_setup.REPO_ROOT / "bench" / "results" /
                          f"engine_interleaved_{args.precision}_p{args.prompt_tokens}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"command": "python bench/engine_interleaved.py " + " ".join(
-        sys.argv[1:] if argv is None else argv), "machine": machine, "rows": rows,
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n")
-    print(f"[interleaved] wrote {path}")
+    _setup.write_result(path, "bench/engine_interleaved.py", argv, machine, rows, "interleaved")
     return 0
 
 

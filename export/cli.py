@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "cache (GQA sliding_window_cache; decode.json says window_cache): less "
                         "memory, faster long contexts (default); --no-window-cache: every layer's "
                         "cache as long as the slot")
+    q.add_argument("--prefill", default="int8-dynamic",
+                   choices=["none", "int4-fp32", "int8-dynamic", "fp32"],
+                   help="the graph the engine prefills prompts with, paired with decode_int4.onnx "
+                        "(decode.json's prefill; kept only if it passes its gate): int8-dynamic = "
+                        "DynamicQuantizeMatMul (default), int4-fp32 = the same 4-bit weights with "
+                        "fp32 compute, fp32 = decode_fp32.onnx; none = the decode graph prefills")
     q.add_argument("--int4-embeddings", action="store_true",
                    help="also quantize the embedding tables to 4 bits in model_int4.onnx "
                         "(GatherBlockQuantized): a much smaller file, checked by the same gate")
@@ -255,7 +261,8 @@ def _export(args: argparse.Namespace) -> int:
         precisions=[q for q in args.quantize if q != "none"],
         decode=None if checkpoint is None else [d for d in args.decode if d != "none"],
         int4_block_size=args.int4_block_size, int8_block_size=args.int8_block_size,
-        int4_embeddings=args.int4_embeddings, window_cache=args.window_cache, recorded=options),
+        int4_embeddings=args.int4_embeddings, window_cache=args.window_cache,
+        prefill=None if args.prefill == "none" else args.prefill, recorded=options),
         checkpoint=checkpoint)
     for check in result.gate.checks:
         print(f"[gate] {check.line()}")

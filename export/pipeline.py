@@ -17,6 +17,7 @@ from export import card
 from export.decode.checkpoint import read_checkpoint
 from export.decode.files import keep_passing_graphs, write_decode_graphs
 from export.decode.gate import run_decode_gate
+from export.decode.prefill import keep_prefill_graph, run_prefill_gate, write_prefill_graph
 from export.gate.reference import load_reference
 from export.gate.settings import GateResult, GateSettings
 from export.optimum.files import export_fp32, quantize_file
@@ -24,6 +25,9 @@ from export.optimum.gate import run_gate
 from generation.contract import DECODE_FILES, OPTIMUM_FILES
 
 DEFAULT_INT8_BLOCK = 128
+# The prefill graph paired with the 4-bit decode graph: in a rough bench/prefill.py run (busy
+# 2-core Zen 3, 125M, 200-token prompt) 0.41-0.50x the 4-bit graph's TTFT, the fastest there.
+DEFAULT_PREFILL = "int8-dynamic"
 REPORT = "export_report.json"
 # What an earlier export may have left in its directory. An export owns it: with --overwrite
 # none of these is carried into the new one (nothing stale can be loaded later); the user's
@@ -47,6 +51,8 @@ class ExportOptions:
         int8_block_size: MatMulNBits block size of `decode_int8.onnx`.
         int4_embeddings: also 4-bit the embedding tables in `model_int4.onnx`.
         window_cache: local layers' caches hold only their window in the decode graphs.
+        prefill: the kind of prefill graph paired with `decode_int4.onnx`
+            (`export.decode.prefill.PREFILL_KINDS`), or None for none.
         recorded: the resolved CLI options, written into the report.
     """
 
@@ -60,6 +66,7 @@ class ExportOptions:
     int8_block_size: int = DEFAULT_INT8_BLOCK
     int4_embeddings: bool = False
     window_cache: bool = True
+    prefill: str | None = DEFAULT_PREFILL
     recorded: dict = field(default_factory=dict)
 
 
@@ -123,21 +130,28 @@ def export_model(options: ExportOptions, log: Callable[[str], None] = print,
         quantizers[precision] = timed(f"quantize {precision}", quantize_file, precision, fp32, out,
                                       o.int4_block_size, o.int4_embeddings)
         files[precision] = out / OPTIMUM_FILES[precision]
-    decode_paths, config = {}, None
+    decode_paths, config, prefill = {}, None, None
     block_sizes = {"int8": o.int8_block_size, "int4": o.int4_block_size}
     if o.decode is not None:
         config, weights = checkpoint
         decode_paths = timed("decode graphs", write_decode_graphs, config, weights, out, o.decode,
                              block_sizes, o.window_cache)
+        if o.prefill is not None and "int4" in decode_paths:
+            prefill = timed("prefill graph", write_prefill_graph, config, weights, out, o.prefill,
+                            o.int4_block_size, o.window_cache)
         del weights, checkpoint  # the gate loads the PyTorch model: do not hold both
     gate, decode_gate = None, None
     if o.settings is not None:
         gate, decode_gate = _run_gates(model_dir, files, decode_paths, config, o.settings,
-                                       o.device, timed, log)
+                                       o.device, timed, log, prefill)
     manifest = None
     if decode_paths:
         manifest = keep_passing_graphs(config, decode_paths, decode_gate, block_sizes, out, log,
                                        o.window_cache)
+        if prefill is not None:
+            manifest = keep_prefill_graph(out, manifest, prefill, o.prefill, decode_gate, log)
+            if "prefill" in (manifest or {}):
+                files["prefill_int4"] = prefill
         files.update({f"decode_{p}": out / DECODE_FILES[p] for p in (manifest or {}).get("files", {})})
     report = card.build_report(model_dir, files, quantizers, gate, timed.timings, o.recorded)
     report["decode"] = manifest
@@ -147,8 +161,10 @@ def export_model(options: ExportOptions, log: Callable[[str], None] = print,
 
 
 def _run_gates(model_dir: Path, files: dict[str, Path], decode_paths: dict[str, Path], config,
-               settings: GateSettings, device: str, timed, log):
-    """The optimum files' gate, then the decode graphs'; their checks end up in one result."""
+               settings: GateSettings, device: str, timed, log, prefill: Path | None = None):
+    """The optimum files' gate, then the decode graphs' (and the prefill graph's, which
+    `decode_gate.prefill_checks` keeps apart: a failing prefill graph is left out, it does not
+    fail the export); the others' checks end up in one result."""
     model, tokenizer = timed("load PyTorch reference", load_reference, model_dir, device)
     quantized = {p: f for p, f in files.items() if p != "fp32"}
     gate = timed("validation gate", run_gate, model, tokenizer, files["fp32"], quantized, settings, log)
@@ -158,4 +174,9 @@ def _run_gates(model_dir: Path, files: dict[str, Path], decode_paths: dict[str, 
                         settings, log)
     gate.checks += decode_gate.checks
     gate.quality.update({f"decode {p}": q for p, q in decode_gate.quality.items()})
+    if prefill is not None and "int4" in decode_gate.passed:
+        decode_gate.prefill_checks, quality = timed(
+            "prefill graph gate", run_prefill_gate, model, tokenizer, config, prefill,
+            decode_paths["int4"], decode_paths["fp32"], settings, log)
+        gate.quality["prefill graph + decode int4"] = quality
     return gate, decode_gate

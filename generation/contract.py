@@ -11,6 +11,10 @@ An export directory holds:
   `DECODE_FORMAT`) that lists them: inputs `DECODE_INPUTS` and `past_key.{i}` /
   `past_value.{i}`, outputs `logits` and `present_key.{i}` / `present_value.{i}`, each present
   bound to the same buffer as its past (GroupQueryAttention updates the cache in place).
+- optionally a prefill graph (`PREFILL_FILES`), named by decode.json's `prefill`
+  ({decode precision: {"file", "kind"}}): the same inputs, outputs and cache layout as the
+  decode graph it pairs with, other kernels; the engine prefills prompts with it and steps with
+  the decode graph. A decode.json without `prefill` prefills with the decode graph.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ DECODE_JSON = "decode.json"
 DECODE_FORMAT = 1
 # The decode graph's non-cache inputs, in this order.
 DECODE_INPUTS = ("input_ids", "position_ids", "seqlens_k", "total_sequence_length", "logits_to_keep")
+# Prefill graphs by kind (export.decode.prefill); "fp32" is the fp32 decode graph itself.
+PREFILL_FILES = {"int4-fp32": "prefill_int4_fp32.onnx", "int8-dynamic": "prefill_int8_dynamic.onnx",
+                 "fp32": DECODE_FILES["fp32"]}
+# An int64 [1] input of the padded (quantized) decode graphs: the rows each weight matmul is
+# edge-padded to; the runner feeds 2, or 1 where its start-up probe showed a lone row matches.
+MIN_ROWS = "min_rows"
 DECODE_PAST = re.compile(r"^past_(key|value)\.(\d+)$")
 LOGITS = "logits"
 

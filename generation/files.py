@@ -35,6 +35,8 @@ class ModelFiles:
         precision: "fp32", "int8" or "int4".
         meta_dir: the directory holding config.json and tokenizer.json.
         decode: decode.json's content when `onnx` is a decode graph, else None.
+        prefill: the prefill graph decode.json pairs with `onnx` (None: none, or its file is
+            absent, e.g. a bundle that left it out; the decode graph prefills then).
     """
 
     root: Path
@@ -42,6 +44,7 @@ class ModelFiles:
     precision: str
     meta_dir: Path
     decode: dict | None = None
+    prefill: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,21 @@ def choose_decode(meta: dict, precision: str | None) -> tuple[str, str]:
     return files[chosen], chosen
 
 
+def prefill_name(meta: dict | None, precision: str) -> str | None:
+    """The prefill graph's file (relative to decode.json) paired with a decode precision.
+
+    Raises:
+        ValueError: decode.json's `prefill` entry for it is malformed.
+    """
+    entry = ((meta or {}).get("prefill") or {}).get(precision)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise ValueError(f"decode.json's prefill entry for {precision} must be "
+                         f"{{'file': ..., 'kind': ...}}, got {entry!r}")
+    return entry["file"]
+
+
 def choose_model_file(files: list[str], precision: str | None, use_decode: bool,
                       read_json) -> tuple[str, str, dict | None]:
     """The ONNX file to run: the decode graph where decode.json exists (and `use_decode`),
@@ -174,6 +192,15 @@ def _local(root: Path, precision: str | None, use_decode: bool) -> ModelFiles:
     return _files(root, rel, chosen, meta)
 
 
+def _prefill_patterns(rel: str, chosen: str, meta: dict | None) -> list[str]:
+    """The prefill graph paired with `rel` and its external-data names (none without one)."""
+    name = prefill_name(meta, chosen)
+    if name is None:
+        return []
+    path = (Path(rel).parent / name).as_posix()
+    return [path, path + "_data", path + ".data"]
+
+
 def _download(repo_id: str, precision: str | None, use_decode: bool) -> ModelFiles:
     """Fetch only the needed files of a Hub repo; offline (or with the Hub unreachable), use
     the files a previous download left in the local cache."""
@@ -186,7 +213,8 @@ def _download(repo_id: str, precision: str | None, use_decode: bool) -> ModelFil
         root = Path(snapshot_download(repo_id, allow_patterns=["*.json"]))
         rel, chosen, meta = choose_model_file(files, precision, use_decode,
                                               lambda rel: json.loads((root / rel).read_text()))
-        root = Path(snapshot_download(repo_id, allow_patterns=[rel, rel + "_data", rel + ".data"]))
+        root = Path(snapshot_download(repo_id, allow_patterns=[rel, rel + "_data", rel + ".data",
+                                                               *_prefill_patterns(rel, chosen, meta)]))
     except OSError as error:  # HTTP errors, no network, offline mode (all OSErrors)
         try:
             root = Path(snapshot_download(repo_id, local_files_only=True))
@@ -202,7 +230,10 @@ def _files(root: Path, rel: str, precision: str, decode: dict | None) -> ModelFi
     for name in ("tokenizer.json", "config.json"):
         if not (meta_dir / name).is_file():
             raise ValueError(f"{name} is missing beside {onnx} (looked in {meta_dir})")
-    return ModelFiles(root=root, onnx=onnx, precision=precision, meta_dir=meta_dir, decode=decode)
+    name = prefill_name(decode, precision)
+    prefill = onnx.parent / name if name is not None and (onnx.parent / name).is_file() else None
+    return ModelFiles(root=root, onnx=onnx, precision=precision, meta_dir=meta_dir, decode=decode,
+                      prefill=prefill)
 
 
 def load_tokenizer(files: ModelFiles) -> Tokenizer:

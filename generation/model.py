@@ -13,6 +13,7 @@ from .request import Prepared
 from .runners.base import Runner
 from .runners.decode_graph import DecodeRunner
 from .runners.optimum import OptimumRunner, map_io
+from .runners.pad_probe import probe_single_row
 from .runners.session import create_session
 from .sampling.params import SamplingParams, prompt_problems
 
@@ -55,8 +56,11 @@ class Model:
         tokenizer = load_tokenizer(files)
         if files.decode is not None:
             session, used = create_session(str(files.onnx), "cpu")
-            runner = DecodeRunner(session, used)
+            prefill = None if files.prefill is None else create_session(str(files.prefill), "cpu")[0]
+            runner = DecodeRunner(session, used, prefill)
+            probe = probe_single_row(runner)
         else:
+            probe = None
             session, used = create_session(str(files.onnx), provider)
             runner = OptimumRunner(session, used, map_io(session, config.heads, config.hidden))
             if used == "cuda" and provider is None:
@@ -67,6 +71,12 @@ class Model:
             "provider": runner.provider,
             "onnx_file": str(files.onnx),
             "graph": "optimum" if files.decode is None else "decode",
+            # The graph that prefills prompts (None: the one that steps).
+            "prefill_file": None if files.prefill is None else str(files.prefill),
+            # True: a lone row matched the batched kernel bitwise here, so the quantized graph
+            # runs unpadded; False: it differed, the padding stays; None: no padding to decide.
+            "single_row_probe": probe,
+            "min_rows": None if probe is None else int(runner.min_rows[0]),
             "parameters": config.parameters,
             "context": config.context,
             "vocab_size": config.vocab_size,

@@ -116,6 +116,8 @@ class DecodeGateResult:
     quality: dict[str, dict[str, float]]
     step_ms: dict[str, float]
     passed: list[str] = field(default_factory=list)
+    # The prefill graph's checks (None: not run); they decide only whether it is kept.
+    prefill_checks: list[Check] | None = None
 
 
 def run_decode_gate(model, tokenizer, config: DecodeConfig, paths: dict[str, Path], settings,

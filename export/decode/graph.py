@@ -14,8 +14,10 @@ two rows because MatMulNBits (accuracy level 4) has a single-row path that can r
 differently from the multi-row one, depending on the CPU and block size (measured on an
 AVX-512 VNNI Xeon: blocks 64/128 differ for 4-bit, block 128 for 8-bit, block 32 for neither;
 reported on AVX2 Zen 3 for 4-bit block 32). The graph runs on CPUs we cannot test, so the
-quantized graphs always pad: a row's logits are bitwise identical alone or in a batch, for
-~2 ms (4-bit) to ~4 ms (8-bit) more CPU a step at batch 1 on GPT-Neo-125M, nothing at ≥ 2.
+quantized graphs pad to `min_rows` rows, an input: the runner feeds 2 (a row's logits are
+bitwise identical alone or in a batch, for ~2 ms (4-bit) to ~4 ms (8-bit) more CPU a step at
+batch 1 on GPT-Neo-125M, nothing at ≥ 2), or 1 where its start-up probe
+(`generation/runners/pad_probe.py`) found a lone row bitwise equal to the batched one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.decode.checkpoint import DecodeConfig
 from export.decode.nbits import quantize_blockwise
-from generation.contract import DECODE_INPUTS, LOGITS, decode_past, decode_present
+from generation.contract import DECODE_INPUTS, LOGITS, MIN_ROWS, decode_past, decode_present
 
 INPUT_IDS, POSITION_IDS, SEQLENS_K, TOTAL_LENGTH, LOGITS_TO_KEEP = DECODE_INPUTS
 # The fixed inputs' element types and shapes (the contract names them and fixes their order).
@@ -52,14 +54,17 @@ class DecodeGraphBuilder:
         pad_rows: edge-pad matmul inputs to >= 2 rows (None: for the quantized precisions).
         window_cache: local layers' caches hold only their window (GQA `sliding_window_cache`):
             their `past_*` inputs are [batch, heads, window, head_dim], a fixed size.
+        accuracy_level: MatMulNBits' compute type (4: int8 dot products; 0/1: fp32).
     """
 
     def __init__(self, config: DecodeConfig, weights: dict[str, np.ndarray], precision: str = "fp32",
-                 block_size: int = 32, pad_rows: bool | None = None, window_cache: bool = False):
+                 block_size: int = 32, pad_rows: bool | None = None, window_cache: bool = False,
+                 accuracy_level: int = 4):
         if precision not in BITS:
             raise ValueError(f"precision must be one of {sorted(BITS)}, got {precision!r}")
         self.config, self.weights, self.precision = config, weights, precision
         self.block_size, self.window_cache = block_size, window_cache
+        self.accuracy_level = accuracy_level
         self.pad_rows = precision != "fp32" if pad_rows is None else pad_rows
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -93,6 +98,8 @@ class DecodeGraphBuilder:
         c = self.config
         f32 = TensorProto.FLOAT
         self.inputs += [helper.make_tensor_value_info(n, *INPUT_TYPES[n]) for n in DECODE_INPUTS]
+        if self.pad_rows:  # the runner feeds 2, or 1 where its probe allows (see MIN_ROWS)
+            self.inputs.append(helper.make_tensor_value_info(MIN_ROWS, TensorProto.INT64, [1]))
         caches = [["batch", c.heads, (self.window_cache and w) or "capacity", c.head_dim]
                   for w in c.windows]
         for i, cache in enumerate(caches):
@@ -112,7 +119,7 @@ class DecodeGraphBuilder:
         if not self.pad_rows:
             return x
         rows = self.make_rows(x, name)
-        missing = self.make_node("Sub", [self.const("two", [2]), rows], f"{name}/Sub")
+        missing = self.make_node("Sub", [MIN_ROWS, rows], f"{name}/Sub")
         missing = self.make_node("Max", [missing, self.const("zero", [0])], f"{name}/Max")
         pads = self.make_node("Concat", [self.const("zeros_2", [0, 0]), missing,
                                          self.const("zero", [0])], f"{name}/Concat", axis=0)
@@ -143,7 +150,8 @@ class DecodeGraphBuilder:
             inputs += ["", "", b]
         n, k = w.shape
         return self.make_node("MatMulNBits", inputs, f"{name}/MatMulNBits", domain="com.microsoft",
-                              K=k, N=n, bits=bits, block_size=self.block_size, accuracy_level=4)
+                              K=k, N=n, bits=bits, block_size=self.block_size,
+                              accuracy_level=self.accuracy_level)
 
     def make_layernorm(self, x: str, key: str, name: str) -> str:
         """LayerNormalization over the hidden axis with the checkpoint's `key.weight/bias`."""

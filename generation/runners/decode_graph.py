@@ -16,8 +16,11 @@ already past W, rows of different lengths: all match windowed attention). So tho
 limit a slot's length; the growing ("capacity") layers do.
 
 Batch invariance: a row's logits are bitwise the same whatever other slots run beside it (the
-graph is built for it: fp32 and 8-bit kernels work row by row, and 4-bit matmuls are padded to
-≥ 2 rows). So a slot's text never depends on its neighbours.
+graph is built for it: fp32 kernels work row by row, and the quantized graphs edge-pad every
+weight matmul to `min_rows` = 2 rows, because MatMulNBits may round a lone row differently).
+So a slot's text never depends on its neighbours. `pad_probe.probe_single_row` checks on this
+CPU whether a lone row (min_rows 1) already gives the bitwise logits it gets beside other rows;
+only then does the runner feed min_rows 1 and skip the padding.
 
 The model call knows nothing of requests: a scheduler decides which sequence sits in which slot,
 keeps slots 0..B-1 filled (`SlotCache.move` the last slot into a freed one) and calls `step`.
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from ..contract import DECODE_INPUTS, DECODE_PAST, LOGITS, decode_past, decode_present
+from ..contract import DECODE_INPUTS, DECODE_PAST, LOGITS, MIN_ROWS, decode_past, decode_present
 
 
 @dataclass(frozen=True)
@@ -134,16 +137,32 @@ class DecodeRunner:
     Args:
         session: a CPU session of a decode graph.
         provider: the provider that runs it (reported in Engine.info).
+        prefill_session: a session of a prefill graph (decode.json's `prefill`: the same
+            contract and cache layout, other kernels) that runs `prefill`; None: `session` does.
+
+    Raises:
+        ValueError: a graph is not a decode graph, or the two graphs' caches differ.
     """
 
     # Slots of different lengths share a step, and a prompt may be fed in several chunks.
     ragged = True
     chunked_prefill = True
 
-    def __init__(self, session: ort.InferenceSession, provider: str = "cpu"):
+    def __init__(self, session: ort.InferenceSession, provider: str = "cpu",
+                 prefill_session: ort.InferenceSession | None = None):
         self.session = session
         self.provider = provider
         self.io = map_decode_io(session)
+        self.prefill_session = prefill_session or session
+        if prefill_session is not None and map_decode_io(prefill_session) != self.io:
+            # The decode graph continues from the cache the prefill graph leaves.
+            raise ValueError("the prefill graph's cache inputs/outputs differ from the decode "
+                             "graph's (re-export both with python -m export)")
+        # The rows the graph pads each matmul to (None: a graph without the input). One buffer,
+        # bound by every binding, so the probe's answer reaches the bindings made before it.
+        self._padded = {id(s) for s in (session, self.prefill_session)
+                        if MIN_ROWS in {i.name for i in s.get_inputs()}}
+        self.min_rows = np.array([2], dtype=np.int64) if id(session) in self._padded else None
 
     @property
     def layers(self) -> int:
@@ -187,8 +206,8 @@ class DecodeRunner:
         feeds = _feeds(ids, np.arange(start, total, dtype=np.int64)[None],
                        np.array([total - 1], dtype=np.int32), total, keep)
         logits = np.empty((1, keep, self.io.vocab_size), dtype=np.float32)
-        binding = self._bind(cache.views(slot, slot + 1), feeds, logits)
-        self.session.run_with_iobinding(binding)
+        binding = self._bind(cache.views(slot, slot + 1), feeds, logits, self.prefill_session)
+        self.prefill_session.run_with_iobinding(binding)
         cache.lengths[slot] = total
         return logits[0]
 
@@ -245,8 +264,12 @@ class DecodeRunner:
             raise ValueError("step needs every slot 0..B-1 prefilled first")
 
     def _bind(self, views: list[ort.OrtValue], feeds: dict[str, np.ndarray],
-              logits: np.ndarray) -> ort.IOBinding:
-        binding = self.session.io_binding()
+              logits: np.ndarray, session: ort.InferenceSession | None = None) -> ort.IOBinding:
+        session = session or self.session
+        binding = session.io_binding()
+        if id(session) in self._padded:
+            feeds = {**feeds, MIN_ROWS: self.min_rows if self.min_rows is not None
+                     else np.array([2], dtype=np.int64)}
         for name, value in feeds.items():
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value))
         for past, present, view in zip(self.io.past, self.io.present, views, strict=True):

@@ -33,14 +33,16 @@ def cuda_device_count() -> int:
     return 0
 
 
-def create_session(path: str, provider: str | None = "cpu",
-                   threads: int | None = None) -> tuple[ort.InferenceSession, str]:
+def create_session(path: str, provider: str | None = "cpu", threads: int | None = None,
+                   profile_prefix: str | None = None) -> tuple[ort.InferenceSession, str]:
     """An inference session on CUDA when asked for (or, with None, when a GPU works), else CPU.
 
     Args:
         path: the ONNX file.
         provider: "cpu", "cuda", or None for automatic.
         threads: intra-op threads (None: the cores this process may run on).
+        profile_prefix: turn ONNX Runtime's profiler on, writing `{prefix}_<time>.json`
+            (bench/profile_step.py); None: off.
 
     Returns:
         (session, "cuda" or "cpu": the provider that really runs it).
@@ -54,6 +56,9 @@ def create_session(path: str, provider: str | None = "cpu",
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = available_cores() if threads is None else threads
     options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     # Worker threads spin between ops (ONNX Runtime's default): on an idle 2-core box that is
     # 118 vs 87 tok/s for the 125M int8 model at batch 1. Where the CPU is shared with other
     # busy processes spinning steals their cores (57 vs 31 ms/step seen under load):

@@ -22,6 +22,7 @@ def test_no_decode_graph_is_written_when_fp32_fails(tmp_path, tiny_model_dir, mo
     result = pipeline.export_model(options, log=lambda _: None)
     assert not result.passed and result.report["decode"] is None
     assert not list(tmp_path.glob("decode*")) and (tmp_path / "model.onnx").is_file()
+    assert not list(tmp_path.glob("prefill*"))  # nor the prefill graph paired with them
 
 
 def test_default_is_the_fastest_that_passed():

@@ -22,11 +22,14 @@ PROMPTS = [
 DECODE_PRECISIONS = ("fp32", "int8", "int4")
 
 
-def write_decode_dir(out: Path, model_dir: Path, onnx_dir: Path, window_cache: bool) -> Path:
+def write_decode_dir(out: Path, model_dir: Path, onnx_dir: Path, window_cache: bool,
+                     prefill: str | None = None) -> Path:
     """The tiny export (optimum's model.onnx) plus decode graphs at every precision and
-    decode.json, written by export's own functions (without its gate, to stay fast)."""
+    decode.json, written by export's own functions (without its gate, to stay fast); with
+    `prefill` (a kind of export.decode.prefill), its prefill graph paired with int4."""
     from export.decode.checkpoint import read_checkpoint
     from export.decode.files import decode_manifest, write_decode_graphs, write_manifest
+    from export.decode.prefill import write_prefill_graph
 
     for item in onnx_dir.iterdir():
         if item.is_file():
@@ -34,7 +37,11 @@ def write_decode_dir(out: Path, model_dir: Path, onnx_dir: Path, window_cache: b
     config, weights = read_checkpoint(model_dir)
     blocks = {"int8": 16, "int4": 16}  # the tiny model is 32 wide
     files = write_decode_graphs(config, weights, out, DECODE_PRECISIONS, blocks, window_cache)
-    write_manifest(out, decode_manifest(config, files, "int4", None, blocks, window_cache))
+    manifest = decode_manifest(config, files, "int4", None, blocks, window_cache)
+    if prefill is not None:
+        path = write_prefill_graph(config, weights, out, prefill, blocks["int4"], window_cache)
+        manifest["prefill"] = {"int4": {"file": path.name, "kind": prefill, "gate": None}}
+    write_manifest(out, manifest)
     return out
 
 

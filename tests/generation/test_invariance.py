@@ -148,6 +148,19 @@ def test_different_prompts_in_one_batch_equal_their_solo_runs(tiny_stops, precis
     check_mixed(Engine.load(tiny_stops, precision=precision, provider="cpu"), MIXED)
 
 
+@pytest.mark.parametrize("kind", ["int4-fp32", "int8-dynamic", "fp32"])
+def test_rows_equal_their_solo_runs_with_a_prefill_graph(tmp_path, tiny_model_dir, tiny_onnx_dir,
+                                                         kind):
+    from tests.generation.conftest import write_decode_dir
+
+    tmp_path.joinpath("model").mkdir()
+    model = write_decode_dir(tmp_path / "model", tiny_model_dir, tiny_onnx_dir, True, kind)
+    engine = Engine.load(with_stops(model, tmp_path / "stops"), precision="int4", provider="cpu")
+    assert engine.runner.prefill_session is not engine.runner.session
+    check_side_by_side(engine, SIDE_BY_SIDE // 2)
+    check_mixed(engine, MIXED // 2)
+
+
 @pytest.fixture(scope="module")
 def demo_stops(tmp_path_factory) -> Path:
     if not (DEMO_MODEL / "tokenizer.json").is_file():
