@@ -15,7 +15,7 @@ import sys
 import gradio as gr
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from gradio.exceptions import FnIndexInferError
+from gradio.route_utils import FnIndexInferError
 
 from .handlers import rejected
 
@@ -29,13 +29,11 @@ def check_input_count(demo: gr.Blocks) -> None:
     naming the event and what it takes (not Gradio's multi-line ValueError)."""
 
     def validate_inputs(block_fn, inputs: list) -> None:
-        if block_fn.fn is None or block_fn.cancels:
-            return  # no handler (the Stop button): Gradio passes it the session, not inputs
         needed = block_fn.inputs
-        if len(inputs) != len(needed):
-            names = ", ".join(_input_name(b) for b in needed)
-            raise rejected(f"Cannot generate: /{block_fn.api_name} takes {len(needed)} inputs "
-                           f"({names}), got {len(inputs)}.")
+        if block_fn.fn is not None and len(inputs) != len(needed):
+            takes = (f"{len(needed)} inputs ({', '.join(_input_name(b) for b in needed)})"
+                     if needed else "no inputs")
+            raise rejected(f"Cannot generate: /{block_fn.api_name} takes {takes}, got {len(inputs)}.")
 
     demo.validate_inputs = validate_inputs
 

@@ -80,7 +80,10 @@ def build_demo(server: Server) -> gr.Blocks:
                          api_visibility="private", preprocess=False)
         prompt.submit(view_handler(server), inputs, outs, api_name="generate_view_submit",
                       api_visibility="private", preprocess=False)
-        stop.click(None, cancels=[event], api_name="stop", api_visibility="private")
+        # A handler that does nothing (Gradio cancels the run): with none, a raw call of
+        # /gradio_api/call/stop is Gradio's "function has no backend method" traceback.
+        stop.click(lambda *_: None, None, None, cancels=[event], api_name="stop",
+                   api_visibility="private", show_progress="hidden")
         clear.add([prompt, *outs])
         _api_endpoints(server)
     check_input_count(demo)

@@ -47,11 +47,12 @@ def call(server, api_name: str, data: list) -> tuple[str, dict | list | None]:
 def refusal(server, api_name: str, data: list) -> str:
     """The error message of a call that must be refused, checked to be logged as one line."""
     kind, payload = call(server, api_name, data)
-    assert kind == "error" and payload is not None, (kind, payload)
+    assert kind == "error" and payload and payload.get("error"), (kind, payload)
+    message = payload["error"]
     log = server.log.read_text()
-    assert f"app.py: rejected request: {payload}" in log.splitlines(), payload
+    assert f"app.py: rejected request: {message}" in log.splitlines(), message
     assert "Traceback" not in log
-    return payload
+    return message
 
 
 @pytest.mark.parametrize("api_name", sorted(GOOD))
@@ -68,6 +69,12 @@ def test_the_private_view_events_check_their_inputs(server):
             assert "min_p must be a number from 0 to 1" in message, message
     message = refusal(server, "generate_view", view_inputs(**{"Sampling temperature": -1}))
     assert "Sampling temperature must be a number from 0 to 100" in message
+
+
+def test_a_raw_stop_is_answered_without_a_traceback(server):
+    assert call(server, "stop", [])[0] == "complete"  # what the page sends (it cancels nothing here)
+    for data in (["nan"], [None, "x"]):
+        assert "/stop takes no inputs, got" in refusal(server, "stop", data)
 
 
 def test_the_view_event_serves_its_defaults(server):
