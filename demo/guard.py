@@ -13,9 +13,8 @@ from __future__ import annotations
 import sys
 
 import gradio as gr
-from fastapi import Request
-from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
+from gradio.routes import JSONResponse  # FastAPI's, through Gradio (the Space installs gradio only)
 
 from .handlers import rejected
 
@@ -38,7 +37,7 @@ def check_input_count(demo: gr.Blocks) -> None:
     demo.validate_inputs = validate_inputs
 
 
-def _unknown(request: Request, err: Exception) -> JSONResponse:
+def _unknown(request, err: Exception) -> JSONResponse:
     endpoint = request.path_params.get("api_name")
     where = f"/{endpoint}" if endpoint else "that fn_index"
     message = f"no endpoint {where}: see /gradio_api/info for the endpoints"
