@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import gradio as gr
 
@@ -26,26 +27,43 @@ def rejected(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def check_request(prompt: object, values: Sequence[tuple[Knob, object]]) -> None:
-    """Refuse a request the demo cannot serve, naming every problem at once.
+def prompt_problem(prompt: object) -> str | None:
+    """What is wrong with the prompt as received (None when it can be served)."""
+    if not isinstance(prompt, str):
+        return f"the prompt must be text, got {type(prompt).__name__ if prompt is not None else 'null'}"
+    if not prompt.strip():
+        return "the prompt is empty: type the opening of an abstract"
+    if prompt_problems(prompt):  # JSON escapes can smuggle in lone surrogates
+        return "the prompt is not valid Unicode text"
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+    return None
+
+
+def check_request(prompt: object, values: Sequence[tuple[Knob, object]]) -> list[int | float]:
+    """Refuse a request the demo cannot serve, naming every problem once.
 
     Args:
         prompt: the prompt as received.
         values: (knob, value as received) pairs, in the order to report them.
 
+    Returns:
+        The values as SamplingParams takes them, in the same order.
+
     Raises:
         gr.Error: listing each bad input.
     """
-    problems = []
-    if not isinstance(prompt, str) or not prompt.strip():
-        problems.append("the prompt is empty: type the opening of an abstract")
-    elif prompt_problems(prompt):  # JSON escapes can smuggle in lone surrogates
-        problems.append("the prompt is not valid Unicode text")
-    elif len(prompt) > MAX_PROMPT_CHARS:
-        problems.append(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-    problems += [m for knob, value in values if (m := knob.problem(value)) is not None]
+    problem = prompt_problem(prompt)
+    problems = [] if problem is None else [problem]
+    checked = []
+    for knob, value in values:
+        number, problem = knob.check(value)
+        checked.append(number)
+        if problem is not None:
+            problems.append(problem)
     if problems:
         raise rejected("Cannot generate: " + "; ".join(problems) + ".")
+    return checked
 
 
 def stream_rows(server: Server, prompt: str, params: Sequence[SamplingParams], max_new_tokens) -> Iterator:
@@ -56,7 +74,7 @@ def stream_rows(server: Server, prompt: str, params: Sequence[SamplingParams], m
             busy, or the engine failed on this request.
     """
     try:
-        stream = server.open(prompt, params, int(max_new_tokens))
+        stream = server.open(prompt, params, max_new_tokens)
     except Busy as err:
         raise rejected(f"Busy: {err}.") from err
     except ValueError as err:
@@ -76,9 +94,9 @@ def column_endpoint(server: Server, column: Column) -> Callable[..., Iterator[st
     knobs = api_knobs([column])
 
     def endpoint(prompt: str, max_new_tokens: int, *values) -> Iterator[str]:
-        check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
-        named = {k.name: v for k, v in zip(knobs, values, strict=True)}
-        for update in stream_rows(server, prompt, [column.params(named)], max_new_tokens):
+        max_new, *checked = check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
+        named = {k.name: v for k, v in zip(knobs, checked, strict=True)}
+        for update in stream_rows(server, prompt, [column.params(named)], max_new):
             yield update.rows[0].text
 
     endpoint.__doc__ = f"API `/{column.endpoint}`: {column.summary}."
@@ -91,9 +109,9 @@ def generate_endpoint(server: Server) -> Callable[..., Iterator[tuple[str, ...]]
     knobs = api_knobs(columns)
 
     def generate(prompt: str, max_new_tokens: int, *values) -> Iterator[tuple[str, ...]]:
-        check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
-        named = {k.name: v for k, v in zip(knobs, values, strict=True)}
-        for update in stream_rows(server, prompt, [c.params(named) for c in columns], max_new_tokens):
+        max_new, *checked = check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
+        named = {k.name: v for k, v in zip(knobs, checked, strict=True)}
+        for update in stream_rows(server, prompt, [c.params(named) for c in columns], max_new):
             yield tuple(row.text for row in update.rows)
 
     generate.__doc__ = ("API `/generate`: the continuations "
@@ -101,22 +119,41 @@ def generate_endpoint(server: Server) -> Callable[..., Iterator[tuple[str, ...]]
     return generate
 
 
+def view_params(prompt: object, max_new_tokens: object, seed: object,
+                values: Sequence[object]) -> tuple[int, list[SamplingParams]]:
+    """The browser event's inputs checked (as the API's are) and made into one SamplingParams
+    per column.
+
+    Args:
+        prompt, max_new_tokens, seed: as received.
+        values: each column's knobs in order, then the advanced knobs, as received.
+
+    Returns:
+        (max_new_tokens, the columns' SamplingParams).
+
+    Raises:
+        gr.Error: listing each bad input (a column's knob is named with the column's title).
+    """
+    knobs = [replace(k, name=f"{c.title} {k.name}") for c in COLUMNS for k in c.knobs] + list(ADVANCED)
+    pairs = [(MAX_NEW, max_new_tokens), (SEED, seed), *zip(knobs, values, strict=True)]
+    max_new, seed, *checked = check_request(prompt, pairs)
+    advanced = dict(zip((k.name for k in ADVANCED), checked[len(checked) - len(ADVANCED):], strict=True))
+    params = []
+    for column in COLUMNS:
+        own, checked = checked[:len(column.knobs)], checked[len(column.knobs):]
+        params.append(column.params({**advanced, "seed": seed,
+                                     **{k.name: v for k, v in zip(column.knobs, own, strict=True)}}))
+    return max_new, params
+
+
 def view_handler(server: Server) -> Callable[..., Iterator[list]]:
     """The browser's handler: (prompt, max_new_tokens, seed, each column's knobs in order, the
     advanced knobs) -> per column its text, stats line and tokens shaded by probability."""
 
     def generate_view(prompt: str, max_new_tokens: int, seed: int, *values) -> Iterator[list]:
-        values = list(values)
-        advanced = dict(zip((k.name for k in ADVANCED), values[len(values) - len(ADVANCED):], strict=True))
-        checks, params = [(MAX_NEW, max_new_tokens)], []
-        for column in COLUMNS:
-            own, values = values[:len(column.knobs)], values[len(column.knobs):]
-            checks += zip(column.knobs, own, strict=True)
-            params.append(column.params({**advanced, "seed": seed,
-                                         **{k.name: v for k, v in zip(column.knobs, own, strict=True)}}))
-        check_request(prompt, checks + [(SEED, seed)])
+        max_new, params = view_params(prompt, max_new_tokens, seed, values)
         last, rows = 0.0, None
-        for update in stream_rows(server, prompt, params, max_new_tokens):
+        for update in stream_rows(server, prompt, params, max_new):
             rows = update.rows
             if time.monotonic() - last >= UI_REFRESH_S:
                 last = time.monotonic()

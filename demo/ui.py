@@ -7,6 +7,7 @@ import gradio as gr
 from generation.serve import Server
 
 from .columns import ADVANCED, COLUMNS, MAX_NEW, SEED, Knob, api_knobs, generate_columns
+from .guard import APP_KWARGS, bound_event_log, check_input_count
 from .handlers import column_endpoint, generate_endpoint, view_handler
 from .view import model_panel
 
@@ -73,24 +74,20 @@ def build_demo(server: Server) -> gr.Blocks:
             gr.Markdown(model_panel(server.engine.info))
         outs = [o[i] for i in range(3) for o in columns]
         inputs = [prompt, max_new, seed, *knobs, *advanced]
-        event = go.click(view_handler(server), inputs, outs,
-                         api_name="generate_view", api_visibility="private")
-        prompt.submit(view_handler(server), inputs, outs,
-                      api_name="generate_view_submit", api_visibility="private")
-        stop.click(None, cancels=[event], api_name="stop", api_visibility="private")
+        # preprocess=False everywhere: the handlers check what was sent (a Textbox would make
+        # a list a str, a Slider would compare "nan"), by the same rules as the API's.
+        event = go.click(view_handler(server), inputs, outs, api_name="generate_view",
+                         api_visibility="private", preprocess=False)
+        prompt.submit(view_handler(server), inputs, outs, api_name="generate_view_submit",
+                      api_visibility="private", preprocess=False)
+        # A handler that does nothing (Gradio cancels the run): with none, a raw call of
+        # /gradio_api/call/stop is Gradio's "function has no backend method" traceback.
+        stop.click(lambda *_: None, None, None, cancels=[event], api_name="stop",
+                   api_visibility="private", show_progress="hidden")
         clear.add([prompt, *outs])
         _api_endpoints(server)
+    check_input_count(demo)
     return demo
-
-
-def whole_number(value: int, label: str) -> gr.Number:
-    """A Number the API documents as an integer but passes on unrounded, so 1.5 is refused.
-
-    (precision=0 would round 1.5 to 2; a Number subclass would make Gradio write app.pyi.)
-    """
-    box = gr.Number(value, label=label)
-    box.api_info = lambda: {"type": "integer"}
-    return box
 
 
 def _api_endpoints(server: Server) -> None:
@@ -98,17 +95,17 @@ def _api_endpoints(server: Server) -> None:
     order): /generate (the first columns' texts), then one per column."""
     with gr.Group(visible=False):
         trigger = gr.Button()
-        prompt, max_new = gr.Textbox(label="prompt"), whole_number(MAX_NEW.default, label=MAX_NEW.name)
-        boxes = {k.name: (whole_number if k.whole else gr.Number)(k.default, label=k.name)
-                 for k in api_knobs(COLUMNS)}
+        prompt = gr.Textbox(label="prompt")
+        boxes = {k.name: gr.Number(k.default, label=k.name, precision=0 if k.whole else None)
+                 for k in [MAX_NEW, *api_knobs(COLUMNS)]}
         texts = {c.key: gr.Textbox(label=c.key) for c in COLUMNS}
     endpoints = [(generate_endpoint(server), "generate", generate_columns())]
     endpoints += [(column_endpoint(server, c), c.endpoint, [c]) for c in COLUMNS]
     for fn, name, served in endpoints:
-        inputs = [prompt, max_new] + [boxes[k.name] for k in api_knobs(served)]
+        inputs = [prompt] + [boxes[k.name] for k in [MAX_NEW, *api_knobs(served)]]
         outputs = texts[served[0].key] if name != "generate" else [texts[c.key] for c in served]
         trigger.click(fn, inputs, outputs, api_name=name, api_description=fn.__doc__,
-                      show_progress="hidden")
+                      show_progress="hidden", preprocess=False)
     stats = gr.JSON(visible=False)
     trigger.click(server.stats, None, stats, api_name="serving_stats",
                   api_visibility="undocumented", show_progress="hidden")
@@ -124,5 +121,7 @@ def launch(demo: gr.Blocks, server: Server, host: str | None, port: int | None, 
         # hold one; the loop bounds the work and answers "busy" beyond queue_size.
         demo.queue(max_size=None, default_concurrency_limit=None)
         threads = config.max_rows + config.queue_size + 8
+    bound_event_log(demo)
     demo.launch(server_name=host, server_port=port, share=share, max_threads=threads,
-                theme=gr.themes.Soft(), css=CSS, footer_links=["api"], max_file_size=MAX_UPLOAD_BYTES)
+                theme=gr.themes.Soft(), css=CSS, footer_links=["api"], max_file_size=MAX_UPLOAD_BYTES,
+                app_kwargs=dict(APP_KWARGS))

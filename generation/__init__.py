@@ -6,8 +6,9 @@
     logprobs = engine.score("We propose a method.").logprobs
 """
 
+from .configs import ModelFileError
 from .engine import Engine
 from .sampling.params import RowResult, RowStats, SamplingParams, StepUpdate
 from .score import ScoreResult
 
-__all__ = ["Engine", "RowResult", "RowStats", "SamplingParams", "ScoreResult", "StepUpdate"]
+__all__ = ["Engine", "ModelFileError", "RowResult", "RowStats", "SamplingParams", "ScoreResult", "StepUpdate"]
