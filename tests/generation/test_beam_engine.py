@@ -18,6 +18,7 @@ from generation import Engine, SamplingParams
 from generation.beams import place_children
 from generation.loop import Loop
 from tests.generation.conftest import PROMPTS
+from tests.generation.test_beam import theirs
 
 MAX_NEW = 12
 MODES = [False, True, "never"]
@@ -59,23 +60,12 @@ def run(engine: Engine, ids, params, max_new: int = MAX_NEW, **kw):
     return list(engine.stream_tokens(ids, params, max_new, **kw))[-1].rows
 
 
-def theirs(model, ids, n, lp, es, max_new: int = MAX_NEW):
-    eos = model.config.eos_token_id
-    input_ids = torch.tensor([ids])
-    with torch.no_grad():
-        out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-                             num_beams=n, max_new_tokens=max_new, length_penalty=lp,
-                             early_stopping=es, eos_token_id=eos, pad_token_id=eos,
-                             output_scores=True, return_dict_in_generate=True)
-    return out.sequences[0, len(ids):].tolist(), float(out.sequences_scores[0])
-
-
 def check_parity(engine, model, ids, n, lp, es, max_new=MAX_NEW) -> bool:
     """Assert the engine's best hypothesis is transformers'; True when equal token for token."""
     (row,) = run(engine, ids, [beam(n, lp, es)], max_new)
     best = row.hypotheses[0]
-    tokens, score = theirs(model, ids, n, lp, es, max_new)
     eos = model.config.eos_token_id
+    tokens, score = theirs(model, ids, n, lp, es, max_new, eos)
     assert row.finished and row.token_ids == list(best.token_ids) and row.text == best.text
     assert len(row.hypotheses) == n
     same = (list(best.token_ids) == tokens[:len(best.token_ids)]
