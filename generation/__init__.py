@@ -8,7 +8,9 @@
 
 from .configs import ModelFileError
 from .engine import Engine
-from .sampling.params import RowResult, RowStats, SamplingParams, StepUpdate
+from .sampling.candidates import Candidates
+from .sampling.params import Hypothesis, RowResult, RowStats, SamplingParams, StepUpdate
 from .score import ScoreResult
 
-__all__ = ["Engine", "ModelFileError", "RowResult", "RowStats", "SamplingParams", "ScoreResult", "StepUpdate"]
+__all__ = ["Candidates", "Engine", "Hypothesis", "ModelFileError", "RowResult", "RowStats",
+           "SamplingParams", "ScoreResult", "StepUpdate"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from generation.beam import BeamSearch
+from generation.sampling.beam import BeamSearch
 from tests.conftest import build_tiny_gpt_neo
 
 VOCAB, EOS, MAX_NEW = 400, 0, 12
@@ -37,12 +37,14 @@ def ours(model, ids, num_beams, length_penalty, early_stopping):
     return search
 
 
-def theirs(model, ids, num_beams, length_penalty, early_stopping):
+def theirs(model, ids, num_beams, length_penalty, early_stopping, max_new: int = MAX_NEW,
+           eos: int = EOS):
+    """transformers' beam search: (the best sequence's new tokens, padded with EOS; its score)."""
     input_ids = torch.tensor([ids])
     with torch.no_grad():
         out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-                             num_beams=num_beams, max_new_tokens=MAX_NEW, length_penalty=length_penalty,
-                             early_stopping=early_stopping, eos_token_id=EOS, pad_token_id=EOS,
+                             num_beams=num_beams, max_new_tokens=max_new, length_penalty=length_penalty,
+                             early_stopping=early_stopping, eos_token_id=eos, pad_token_id=eos,
                              output_scores=True, return_dict_in_generate=True)
     return out.sequences[0, len(ids):].tolist(), float(out.sequences_scores[0])
 
