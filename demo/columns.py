@@ -74,6 +74,18 @@ MAX_NEW = Knob("max_new_tokens", "max new tokens", 1, MAX_NEW_TOKENS, 64, 1, who
                high=MAX_NEW_TOKENS, rule=f"a whole number from 1 to {MAX_NEW_TOKENS}")
 SEED = Knob("seed", "seed (sampling columns)", 0, 2**31 - 1, 0, 1, whole=True, low=0,
             rule="a whole number >= 0")
+# Beam search: 1 beam is greedy. length_penalty divides a hypothesis' summed log-probs by
+# length ** length_penalty: 0 = no normalisation (short hypotheses win), 1 = transformers'
+# default (the mean), 2 = long ones favoured; below 0 the shortest wins, which the slider
+# leaves out. The API takes any finite value in [-10, 10].
+NUM_BEAMS = Knob("num_beams", "beams (1 = greedy)", 1, 8, 4, 1, whole=True, low=1, high=8,
+                 rule="a whole number from 1 to 8")
+LENGTH_PENALTY = Knob("length_penalty", "length penalty", 0.0, 2.0, 1.0, 0.1, low=-10, high=10,
+                      rule="a number from -10 to 10")
+# /explain's candidates per token.
+MAX_CANDIDATES = 20
+CANDIDATES = Knob("candidates", "candidates per token", 1, MAX_CANDIDATES, 5, 1, whole=True, low=1,
+                  high=MAX_CANDIDATES, rule=f"a whole number from 1 to {MAX_CANDIDATES}")
 # The UI's advanced knobs, shared by every column (not in the API).
 ADVANCED = (
     Knob("min_p", "min-p (0 = off)", 0.0, 1.0, 0.0, 0.01),
@@ -96,6 +108,8 @@ class Column:
         seeded: it draws at random, so it takes the seed.
         in_generate: one of /generate's outputs (those stay the first three columns: clients
             unpack three texts).
+        advanced: the names of the page's advanced knobs it takes.
+        beam: it searches with beams (its result has hypotheses; candidates carry beam scores).
     """
 
     key: str
@@ -108,11 +122,14 @@ class Column:
     fixed: Mapping = field(default_factory=dict)
     seeded: bool = True
     in_generate: bool = False
+    advanced: tuple[str, ...] = tuple(k.name for k in ADVANCED)
+    beam: bool = False
 
     def params(self, values: Mapping[str, float]) -> SamplingParams:
         """Its SamplingParams from knob values by name (its knobs; the seed and the advanced
-        knobs when given)."""
-        knobs = self.knobs + ADVANCED + ((SEED,) if self.seeded else ())
+        knobs it takes when given)."""
+        advanced = tuple(k for k in ADVANCED if k.name in self.advanced)
+        knobs = self.knobs + advanced + ((SEED,) if self.seeded else ())
         given = {k.name: k.value(values[k.name]) for k in knobs if k.name in values}
         return SamplingParams(**self.fixed, **given)
 

@@ -1,0 +1,107 @@
+"""The page's explorer events: the candidate panel, forks, the breadcrumb and share links.
+
+Every handler reads and writes the session's own gr.State (the finished run, the selected
+piece, the breadcrumb): nothing of one visitor's run is kept where another's can see it.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import fork, share
+from .columns import COLUMNS
+from .panel import panel_html, selected_entry, shown_token
+
+NO_SELECTION = "Click a token in a column's shaded view (or Tab to it and press Enter) to see its candidates."
+
+
+def select_handler(tokenizer, column: int):
+    """The `.select` handler of one column's shaded view: (run) -> the panel, its candidate
+    choices and the selection (column, piece)."""
+
+    def select(run: dict | None, evt: gr.SelectData):
+        index = evt.index if isinstance(evt.index, int) else -1
+        found = None if not run else selected_entry(tokenizer, run, column, index)
+        if found is None:
+            return (NO_SELECTION + " (no candidates for that token yet: wait for the run to end)",
+                    gr.update(choices=[], value=None), None)
+        piece, entry = found
+        choices = [(f"{i + 1}. {shown_token(c['text'])}", i) for i, c in enumerate(entry["candidates"])]
+        return (panel_html(COLUMNS[column].title, index, piece, entry),
+                gr.update(choices=choices, value=0), (column, index))
+
+    return select
+
+
+def fork_handler(tokenizer):
+    """The "continue with this token" handler: (run, selection, candidate, history) -> the new
+    prompt and the run's controls, and the fork's breadcrumb label (pushed once it ran)."""
+
+    def do_fork(run: dict | None, selection, candidate, history):
+        if not run or selection is None or candidate is None:
+            raise gr.Error("Pick a token and one of its candidates first.", print_exception=False)
+        column, index = selection
+        found = selected_entry(tokenizer, run, column, index)
+        if found is None or not 0 <= int(candidate) < len(found[1]["candidates"]):
+            raise gr.Error("That candidate is not in this run any more.", print_exception=False)
+        text = found[1]["candidates"][int(candidate)]["text"]
+        pieces = [p for p, _ in run["columns"][column]["pieces"]]
+        prompt = fork.fork_prompt(run["prompt"], pieces, index, text)
+        label = fork.fork_label(COLUMNS[column].title, index, text)
+        return [prompt, *run["values"], label]
+
+    return do_fork
+
+
+def record_handler(fixed_label: str | None = None):
+    """Pushes the run that just ended onto the breadcrumb: (label, prompt, *controls, history)
+    -> (history, the breadcrumb's radio)."""
+
+    def record(label, prompt, *rest):
+        *values, history = rest
+        new = fork.entry(fixed_label or label or fork.run_label(prompt), prompt, values)
+        history = fork.push(history, new)
+        return history, gr.update(choices=fork.choices(history), value=len(history) - 1)
+
+    return record
+
+
+def restore(history, picked):
+    """A breadcrumb entry picked: its prompt and controls (the run follows)."""
+    if not history or picked is None or not 0 <= int(picked) < len(history):
+        raise gr.Error("That run is no longer in the breadcrumb.", print_exception=False)
+    chosen = history[int(picked)]
+    return [chosen["prompt"], *chosen["values"]]
+
+
+def share_query(prompt, *values) -> str:
+    """The share link's query string for the controls (the browser adds its address)."""
+    return share.query_string(prompt or "", values)
+
+
+def from_link(request: gr.Request):
+    """The page opened: a share link's controls, the note about what was not taken, and
+    whether to run (only when the link had a prompt)."""
+    query = dict(request.query_params) if request is not None else {}
+    if not query:
+        return [gr.skip()] * (len(share.page_controls()) + 1) + ["", False]
+    prompt, values, notes = share.read_query(query)
+    return [prompt if prompt is not None else gr.skip(), *values,
+            share.notes_markdown(notes), prompt is not None]
+
+
+def page_run(view_fn):
+    """The page's run: the view handler's outputs, then the panel, its choices and the
+    selection, cleared when the run starts (they belong to the previous run).
+
+    The first argument says whether to run at all (False: a page opened without a link)."""
+
+    def run(go: bool, *args):
+        if not go:
+            yield [gr.skip()] * (len(COLUMNS) * 3 + sum(c.beam for c in COLUMNS) + 4)
+            return
+        cleared = [NO_SELECTION, gr.update(choices=[], value=None), None]
+        for i, out in enumerate(view_fn(*args)):
+            yield [*out, *(cleared if i == 0 else [gr.skip()] * 3)]
+
+    return run
