@@ -145,6 +145,13 @@ COLUMNS = (
            "a draw from the k likeliest tokens within mass p", "top_k_top_p",
            "sampling at `temperature` from the top-k tokens within top-p mass",
            knobs=(TEMPERATURE, TOP_K, TOP_P), in_generate=True),
+    # Deterministic: no seed, none of the advanced knobs (the engine refuses min-p with beams);
+    # early_stopping stays False, transformers' default.
+    Column("beam", "beam search", "Beam search",
+           "the likeliest whole continuation of `num_beams` kept every step", "beam_search",
+           "the best of `num_beams` beams (scores divided by length ** `length_penalty`)",
+           knobs=(NUM_BEAMS, LENGTH_PENALTY), fixed={"early_stopping": False}, seeded=False,
+           advanced=(), beam=True),
 )
 
 

@@ -10,6 +10,7 @@ import gradio as gr
 
 from . import fork, share
 from .columns import COLUMNS
+from .handlers import rejected
 from .panel import panel_html, selected_entry, shown_token
 
 NO_SELECTION = "Click a token in a column's shaded view (or Tab to it and press Enter) to see its candidates."
@@ -39,12 +40,12 @@ def fork_handler(tokenizer):
 
     def do_fork(run: dict | None, selection, candidate, history):
         if not run or selection is None or candidate is None:
-            raise gr.Error("Pick a token and one of its candidates first.", print_exception=False)
+            raise rejected("Pick a token and one of its candidates first.")
         column, index = selection
         found = selected_entry(tokenizer, run, column, index)
-        if found is None or not 0 <= int(candidate) < len(found[1]["candidates"]):
-            raise gr.Error("That candidate is not in this run any more.", print_exception=False)
-        text = found[1]["candidates"][int(candidate)]["text"]
+        if found is None or not isinstance(candidate, int) or not 0 <= candidate < len(found[1]["candidates"]):
+            raise rejected("That candidate is not in this run any more.")
+        text = found[1]["candidates"][candidate]["text"]
         pieces = [p for p, _ in run["columns"][column]["pieces"]]
         prompt = fork.fork_prompt(run["prompt"], pieces, index, text)
         label = fork.fork_label(COLUMNS[column].title, index, text)
@@ -68,15 +69,19 @@ def record_handler(fixed_label: str | None = None):
 
 def restore(history, picked):
     """A breadcrumb entry picked: its prompt and controls (the run follows)."""
-    if not history or picked is None or not 0 <= int(picked) < len(history):
-        raise gr.Error("That run is no longer in the breadcrumb.", print_exception=False)
-    chosen = history[int(picked)]
+    if not history or not isinstance(picked, int) or not 0 <= picked < len(history):
+        raise rejected("That run is no longer in the breadcrumb.")
+    chosen = history[picked]
     return [chosen["prompt"], *chosen["values"]]
 
 
 def share_query(prompt, *values) -> str:
     """The share link's query string for the controls (the browser adds its address)."""
-    return share.query_string(prompt or "", values)
+    names = [name for name, _ in share.page_controls()]
+    bad = [n for (n, k), v in zip(share.page_controls(), values, strict=False) if k.problem(v)]
+    if not isinstance(prompt, str) or len(values) != len(names) or bad:
+        raise rejected("Cannot share: " + (", ".join(bad) or "the settings") + " not valid.")
+    return share.query_string(prompt, values)
 
 
 def from_link(request: gr.Request):
