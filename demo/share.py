@@ -22,8 +22,8 @@ from .columns import ADVANCED, COLUMNS, MAX_NEW, SEED, Knob
 from .handlers import MAX_PROMPT_CHARS
 
 # The browser joins the page's own address to the query string the server wrote.
-SHARE_JS = ("(query) => query ? window.location.origin + window.location.pathname + '?' + query"
-            " : ''")
+SHARE_JS = ("(query) => query && !query.startsWith('http') ? window.location.origin"
+            " + window.location.pathname + '?' + query : query")
 
 
 def page_controls() -> list[tuple[str, Knob]]:

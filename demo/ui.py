@@ -108,7 +108,7 @@ def build_demo(server: Server) -> gr.Blocks:
         with gr.Accordion("model", open=True):
             gr.Markdown(model_panel(server.engine.info))
         run, selection, history, label = gr.State(None), gr.State(None), gr.State([]), gr.State(None)
-        yes, no_label, autorun, query = gr.State(True), gr.State(None), gr.State(False), gr.State("")
+        yes, no_label, autorun = gr.State(True), gr.State(None), gr.State(False)
         outs = [o[i] for i in range(3) for o in columns] + [o[3] for o in columns if len(o) > 3]
         inputs = [prompt, *controls]
         view_outs = [*outs, run, panel, choice, selection]
@@ -130,8 +130,10 @@ def build_demo(server: Server) -> gr.Blocks:
         restored = breadcrumb.input(explorer.restore, [history, breadcrumb], inputs,
                                     api_name="restore", **private)
         runs.append(restored.success(page_run, [yes, *inputs], view_outs, api_name="restore_run", **private))
-        buttons["Share"].click(explorer.share_query, inputs, query, api_name="share", **private).then(
-            None, query, link, js=share.SHARE_JS, api_name="share_link", **private)
+        # The server writes the query string into the link box, the browser puts its own address
+        # in front (see share.py).
+        buttons["Share"].click(explorer.share_query, inputs, link, api_name="share", **private).then(
+            None, link, link, js=share.SHARE_JS, api_name="share_link", **private)
         loaded = demo.load(explorer.from_link, None, [*inputs, note, autorun], api_name="open_link", **private)
         runs.append(loaded.then(page_run, [autorun, *inputs], view_outs, api_name="open_link_run", **private))
         buttons["Stop"].click(None, cancels=runs, api_name="stop", **private)

@@ -141,7 +141,7 @@ def test_a_share_link_opens_the_same_run_in_a_fresh_browser(browser, server, cli
     page.get_by_role("button", name="Generate").click()
     texts = wait_done(page)
     page.get_by_role("button", name="Share").click()
-    page.wait_for_function("() => document.querySelector('#share-link textarea').value")
+    page.wait_for_function("() => document.querySelector('#share-link textarea').value.startsWith('http')")
     link = page.locator("#share-link textarea").input_value()
     assert link.startswith(server.url) and "seed=7" in link
     fresh = browser.new_context(viewport={"width": 1400, "height": 1100})
