@@ -7,7 +7,9 @@
 """
 
 from .engine import Engine
-from .sampling.params import RowResult, RowStats, SamplingParams, StepUpdate
+from .sampling.candidates import Candidates
+from .sampling.params import Hypothesis, RowResult, RowStats, SamplingParams, StepUpdate
 from .score import ScoreResult
 
-__all__ = ["Engine", "RowResult", "RowStats", "SamplingParams", "ScoreResult", "StepUpdate"]
+__all__ = ["Candidates", "Engine", "Hypothesis", "RowResult", "RowStats", "SamplingParams",
+           "ScoreResult", "StepUpdate"]

@@ -11,6 +11,7 @@ from .contract import PRECISIONS
 from .engine import Engine
 from .sampling.params import SamplingParams
 from .sampling.pipeline import WARPERS
+from .sampling.search import SEARCH, parse_early_stopping
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most new tokens (default: generation_config.json's, else 64)")
     for w in WARPERS:
         p.add_argument("--" + w.field.replace("_", "-"), type=w.kind, default=None, help=w.help)
+    for s in SEARCH:
+        kind = s.kind if isinstance(s.kind, type) else _early_stopping
+        p.add_argument("--" + s.field.replace("_", "-"), type=kind, default=None,
+                       metavar="{true,false,never}" if s.choices else None, help=s.help)
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed → same text)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="which graph: with decode.json, its decode_<precision>.onnx (default: "
@@ -41,10 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _early_stopping(text: str) -> bool | str:
+    try:
+        return parse_early_stopping(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def resolve_params(args: argparse.Namespace, defaults: SamplingParams) -> SamplingParams:
-    """The model's defaults overridden by whatever was given on the command line."""
-    given = {k: getattr(args, k) for k in [w.field for w in WARPERS] + ["seed"]
+    """The model's defaults overridden by whatever was given on the command line (with
+    --num-beams > 1 the model's sampling defaults are dropped: beams do not sample)."""
+    given = {k: getattr(args, k) for k in [w.field for w in WARPERS + SEARCH] + ["seed"]
              if getattr(args, k) is not None}
+    if (given.get("num_beams") or 1) > 1:
+        defaults = SamplingParams(**{w.field: getattr(defaults, w.field) for w in SEARCH})
     return replace(defaults, **given)
 
 
@@ -76,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{engine.info['provider']}) {params} max_new_tokens={max_new}", file=sys.stderr)
     update = None
     for update in updates:
-        if not args.json and update.deltas[0]:
+        # A beam row's text may be replaced as its best beam changes: it is printed at the end.
+        if not args.json and update.deltas[0] and not params.beam:
             sys.stdout.write(update.deltas[0])
             sys.stdout.flush()
     row = update.rows[0]
@@ -86,5 +102,5 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"text": row.text, "token_ids": row.token_ids, "stats": stats},
                          ensure_ascii=False))
     else:
-        sys.stdout.write("\n")
+        sys.stdout.write((row.text if params.beam else "") + "\n")
     return 0

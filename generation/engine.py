@@ -45,46 +45,49 @@ class Engine(Model):
         return score_tokens(self.runner, ids, self.eos_ids[0], self.context_size)
 
     def generate(self, prompt: str, params: Sequence[SamplingParams],
-                 max_new_tokens: int = 64) -> list[RowResult]:
+                 max_new_tokens: int = 64, candidates: int = 0) -> list[RowResult]:
         """Run `stream` to the end.
 
         Returns:
             One finished RowResult per params entry.
         """
         rows: list[RowResult] = []
-        for update in self.stream(prompt, params, max_new_tokens):
+        for update in self.stream(prompt, params, max_new_tokens, candidates):
             rows = update.rows
         return rows
 
     def stream(self, prompt: str, params: Sequence[SamplingParams],
-               max_new_tokens: int = 64) -> Iterator[StepUpdate]:
+               max_new_tokens: int = 64, candidates: int = 0) -> Iterator[StepUpdate]:
         """Generate continuations of `prompt`, one row per SamplingParams, step by step.
 
         Args:
             prompt: the text to continue; cut from the left when longer than
                 context - max_new_tokens tokens (reported as `prompt_truncated`).
-            params: one SamplingParams per output row.
+            params: one SamplingParams per output row (num_beams > 1: a beam search, N
+                rows of the batch but one output row).
             max_new_tokens: most new tokens per row, 1 .. context - 1.
+            candidates: K, the top-K candidates recorded behind every emitted token
+                (`RowResult.candidates`); 0 = off, the default (no extra work).
 
         Returns:
             An iterator of StepUpdate, one per step; the RowResult objects are the same each
             step and updated in place.
 
         Raises:
-            ValueError: (at once, before any work) an empty prompt, no params, bad params or a
-                bad max_new_tokens, listing every problem.
+            ValueError: (at once, before any work) an empty prompt, no params, bad params, a
+                bad max_new_tokens or candidates, listing every problem.
         """
-        return self._run(self.prepare(prompt, params, max_new_tokens))
+        return self._run(self.prepare(prompt, params, max_new_tokens, None, candidates))
 
     def stream_tokens(self, token_ids: Sequence[int], params: Sequence[SamplingParams],
-                      max_new_tokens: int = 64) -> Iterator[StepUpdate]:
+                      max_new_tokens: int = 64, candidates: int = 0) -> Iterator[StepUpdate]:
         """`stream` for a prompt given as token ids (what benchmarks and tests feed).
 
         Raises:
             ValueError: empty or out-of-vocabulary ids, or any problem `stream` reports.
         """
         ids = [] if token_ids is None else token_ids  # None is bad ids here, not "no ids"
-        return self._run(self.prepare(None, params, max_new_tokens, ids))
+        return self._run(self.prepare(None, params, max_new_tokens, ids, candidates))
 
     def _run(self, prepared: Prepared) -> Iterator[StepUpdate]:
         """Decode one request as a batch of its own, on the caller's thread (the app's loop,

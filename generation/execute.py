@@ -13,8 +13,10 @@ import time
 
 import numpy as np
 
-from .request import Plan, Sampled
+from .beams import BeamRows
+from .request import Plan, Sampled, slots_of
 from .runners.base import Runner
+from .sampling.candidates import row_candidates
 from .sampling.pipeline import needs_seen, select_next
 
 
@@ -24,11 +26,12 @@ class Executor:
     Attributes:
         runner: the model call.
         cache: the runner's cache.
-        timing: seconds spent in the batched steps ("forward_s") and in the sampler
-            ("sample_s"), and the most rows drawn in one step ("rows_peak").
+        timing: seconds spent in the batched steps ("forward_s"), in the sampler and beam
+            searches ("sample_s"), in beam reorders ("reorder_s", "reorder_copies" slot copies),
+            and the most rows drawn in one step ("rows_peak").
     """
 
-    def __init__(self, runner: Runner, slots: int, capacity: int, vocab_size: int):
+    def __init__(self, runner: Runner, slots: int, capacity: int, vocab_size: int, eos_ids=()):
         self.runner = runner
         self.cache = runner.new_cache(slots, capacity)
         for array in getattr(self.cache, "arrays", ()):
@@ -41,7 +44,14 @@ class Executor:
         self.params: list = [None] * slots
         self.rngs: list = [None] * slots
         self.seen: list = [None] * slots
-        self.timing = {"forward_s": 0.0, "sample_s": 0.0, "rows_peak": 0}
+        self.beam: list = [None] * slots  # the BeamRows of a beam row's slots
+        self.k: list = [0] * slots  # candidates asked per token
+        self.eos_ids = tuple(eos_ids)
+        # Slots with beams / asking for candidates: with neither, a step pays nothing for them.
+        self._beam_slots: set[int] = set()
+        self._asking: set[int] = set()
+        self.timing = {"forward_s": 0.0, "sample_s": 0.0, "reorder_s": 0.0, "reorder_copies": 0,
+                       "rows_peak": 0}
 
     def execute(self, plan: Plan) -> Sampled:
         """Run one step.
@@ -74,6 +84,8 @@ class Executor:
                 self._move(a, b)
             elif kind == "copy":
                 self.cache.copy(a, b)
+            elif kind == "reorder":
+                self._reorder(a, b)
             else:
                 self._clear(a)
         outs = []
@@ -84,12 +96,13 @@ class Executor:
         lost = []  # slots of rows whose prompt failed: never drawn
         for join in plan.joins:
             self._start(join)
+            width = slots_of(join.params)
             logits = last.get(join.prefill)
             if logits is None:
-                lost += range(join.first, join.first + len(join.params))
+                lost += range(join.first, join.first + width)
                 logits = np.zeros(outs[0].shape[-1] if outs else self.vocab_size, dtype=np.float32)
-            outs.append(np.repeat(logits[None], len(join.params), axis=0))
-        sampled = self._draw(outs, plan.decode + sum(len(j.params) for j in plan.joins), lost)
+            outs.append(np.repeat(logits[None], width, axis=0))
+        sampled = self._draw(outs, plan.decode + sum(slots_of(j.params) for j in plan.joins), lost)
         sampled.failed = failed
         return sampled
 
@@ -100,7 +113,10 @@ class Executor:
             return Sampled(np.zeros(0, np.int64), np.zeros(0))
         logits = outs[0] if len(outs) == 1 else np.concatenate(outs)  # one array needs no copy
         tick = time.perf_counter()
-        if not lost:
+        beams, candidates = [], None
+        if self._beam_slots or self._asking:
+            tokens, probs, beams, candidates = self._draw_explored(logits, total, set(lost))
+        elif not lost:
             tokens, probs = select_next(logits, self.params[:total], self.rngs[:total], self.seen[:total])
         else:
             rows = sorted(set(range(total)) - set(lost))
@@ -115,28 +131,95 @@ class Executor:
         for slot, mask in enumerate(self.seen[:total]):
             if mask is not None and tokens[slot] >= 0:
                 mask[tokens[slot]] = True
-        return Sampled(tokens, probs)
+        return Sampled(tokens, probs, beams=beams, candidates=candidates)
+
+    def _draw_explored(self, logits: np.ndarray, total: int, lost: set[int]) -> tuple:
+        """`_draw` with beam rows or candidates: the other rows through `select_next`, each beam
+        row through its search, candidates for the rows that asked.
+
+        Returns:
+            (tokens, probs, [BeamStep, ...], per-slot Candidates or None).
+        """
+        tokens, probs = np.full(total, -1, dtype=np.int64), np.zeros(total)
+        candidates = [None] * total if self._asking else None
+        plain = [s for s in range(total) if s not in self._beam_slots and s not in lost]
+        if plain:
+            asking = [j for j, s in enumerate(plain) if s in self._asking]
+            out = select_next(logits[plain], [self.params[s] for s in plain],
+                              [self.rngs[s] for s in plain], [self.seen[s] for s in plain],
+                              keep_warped=bool(asking))
+            tokens[plain], probs[plain] = out[0], out[1]
+            for k in sorted({self.k[plain[j]] for j in asking}):
+                rows = [j for j in asking if self.k[plain[j]] == k]
+                found = row_candidates(logits[plain][rows], out[2][rows],
+                                       [self.params[plain[j]].greedy for j in rows], out[0][rows], k)
+                for j, c in zip(rows, found, strict=True):
+                    candidates[plain[j]] = c
+        groups = {id(self.beam[s]): self.beam[s] for s in sorted(self._beam_slots) if s < total}
+        beams = []
+        for group in groups.values():
+            if lost.intersection(group.slots):
+                continue  # its prompt failed: the scheduler ends it
+            step = group.step(logits[group.slots])
+            tokens[group.slots], probs[group.slots] = step.tokens, step.probs
+            beams.append(step)
+        return tokens, probs, beams, candidates
 
     def _start(self, join) -> None:
-        """Give each of a join's rows its sampler state, in its slot."""
-        for slot, params in enumerate(join.params, start=join.first):
-            self.params[slot] = params
-            self.rngs[slot] = np.random.default_rng(params.seed)
-            self.seen[slot] = None
-            if needs_seen(params):
-                # The penalty covers the prompt too, as in transformers.
-                self.seen[slot] = np.zeros(self.vocab_size, dtype=bool)
-                self.seen[slot][join.prompt_ids] = True
+        """Give each of a join's rows its sampler state, in its slot (a beam row: its N)."""
+        slot = join.first
+        for params in join.params:
+            width = params.num_beams
+            group = None
+            if params.beam:
+                group = BeamRows(params, range(slot, slot + width), join.max_new_tokens,
+                                 self.eos_ids, join.candidates)
+            for s in range(slot, slot + width):
+                self._set(s, params, group, join)
+            slot += width
+
+    def _set(self, slot: int, params, group, join) -> None:
+        self.params[slot], self.beam[slot], self.k[slot] = params, group, join.candidates
+        self.rngs[slot] = np.random.default_rng(params.seed)
+        self.seen[slot] = None
+        if needs_seen(params):
+            # The penalty covers the prompt too, as in transformers.
+            self.seen[slot] = np.zeros(self.vocab_size, dtype=bool)
+            self.seen[slot][join.prompt_ids] = True
+        (self._beam_slots.add if group else self._beam_slots.discard)(slot)
+        (self._asking.add if join.candidates and not group else self._asking.discard)(slot)
+
+    def _reorder(self, slots, parents) -> None:
+        """A beam row's slots after its step: each new beam in the slot its parent held, extra
+        children copied into the slots of beams that died (only their filled positions)."""
+        tick = time.perf_counter()
+        group = self.beam[slots[0]]
+        new_slots, copies = group.reorder(slots, parents)
+        for src, dst in copies:
+            self.cache.copy(src, dst)
+        self.tokens[new_slots] = group.last_tokens()
+        self.timing["reorder_copies"] += len(copies)
+        self.timing["reorder_s"] += time.perf_counter() - tick
 
     def _move(self, src: int, dst: int) -> None:
         """Move a slot's cache and its row's sampler state; `src` becomes free."""
         self.cache.move(src, dst)
         if src != dst:
             self.tokens[dst] = self.tokens[src]
-            for state in (self.params, self.rngs, self.seen):
+            group = self.beam[src]
+            if group is not None:
+                group.slots = [dst if s == src else s for s in group.slots]
+            for state in (self.params, self.rngs, self.seen, self.beam):
                 state[dst], state[src] = state[src], None
+            self.k[dst], self.k[src] = self.k[src], 0
+            for marked in (self._beam_slots, self._asking):
+                (marked.add if src in marked else marked.discard)(dst)
+                marked.discard(src)
 
     def _clear(self, slot: int) -> None:
         self.cache.clear(slot)
-        for state in (self.params, self.rngs, self.seen):
+        for state in (self.params, self.rngs, self.seen, self.beam):
             state[slot] = None
+        self.k[slot] = 0
+        self._beam_slots.discard(slot)
+        self._asking.discard(slot)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
+from .beam_row import BeamRowBuilder
 from .detok import IncrementalDetokenizer
 from .request import Request, RowUpdate
 from .sampling.params import RowResult, RowStats, StepUpdate
@@ -47,19 +48,11 @@ class RowBuilder:
         if delta:
             row.text += delta
             row.pieces.append((delta, update.prob))
+        if update.candidates is not None:
+            row.candidates.append(update.candidates)
         row.finished, row.finish_reason = update.finish_reason is not None, update.finish_reason
-        _update_stats(row.stats, update.t)
+        row.stats.record(update.t)
         return delta
-
-
-def _update_stats(stats: RowStats, now: float) -> None:
-    stats.new_tokens += 1
-    if stats.new_tokens == 1:
-        stats.ttft_s = now
-    stats.elapsed_s = now
-    decode_time = now - stats.ttft_s
-    stats.tokens_per_s = ((stats.new_tokens - 1) / decode_time if decode_time > 0
-                          else stats.new_tokens / max(now, 1e-9))
 
 
 class Handle:
@@ -77,8 +70,11 @@ class Handle:
     def __init__(self, request: Request, tokenizer):
         self._request = request
         prompt = len(request.prepared.ids)
-        self._builders = [RowBuilder(p, tokenizer, prompt) for p in request.prepared.params]
+        self._builders = [(BeamRowBuilder if p.beam else RowBuilder)(p, tokenizer, prompt)
+                          for p in request.prepared.params]
+        self._beam_rows = [i for i, p in enumerate(request.prepared.params) if p.beam]
         self.rows = [b.result for b in self._builders]
+        self._replaced: list[bool] = []
         self.prompt_truncated = request.prepared.truncated
         self.timed_out = False
 
@@ -116,7 +112,8 @@ class Handle:
                 deltas = self._apply([m[1] for m in messages if m[0] == "step"])
                 kind, payload = messages[-1]
                 if deltas is not None:
-                    yield StepUpdate(deltas=deltas, rows=self.rows, prompt_truncated=self.prompt_truncated)
+                    yield StepUpdate(deltas=deltas, rows=self.rows, prompt_truncated=self.prompt_truncated,
+                                     replaced=self._replaced)
                     wait = pace()
                     due = time.monotonic() + wait if wait > 0 else 0.0
                 if kind == "error":
@@ -142,7 +139,8 @@ class Handle:
             messages.append(out.get_nowait())
         deltas = self._apply([m[1] for m in messages if m[0] == "step"])
         update = None if deltas is None else StepUpdate(
-            deltas=deltas, rows=self.rows, prompt_truncated=self.prompt_truncated)
+            deltas=deltas, rows=self.rows, prompt_truncated=self.prompt_truncated,
+            replaced=self._replaced)
         kind, payload = messages[-1] if messages else ("step", None)
         if kind == "error":
             raise payload
@@ -151,7 +149,8 @@ class Handle:
         return update, kind == "end"
 
     def _apply(self, steps: list[list[RowUpdate]]) -> list[str] | None:
-        """Apply the steps' updates to `rows`; the text each row gained (None without steps)."""
+        """Apply the steps' updates to `rows`; the text each row gained (None without steps),
+        and in `_replaced` which rows' texts were replaced instead (beam rows)."""
         if not steps:
             return None
         deltas = [""] * len(self.rows)
@@ -161,4 +160,7 @@ class Handle:
                 delta = builders[u.row].apply(u)
                 if delta:
                     deltas[u.row] += delta
+        self._replaced = [False] * len(self.rows)
+        for i in self._beam_rows:
+            deltas[i], self._replaced[i] = builders[i].settle()
         return deltas

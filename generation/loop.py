@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from .execute import Executor
 from .handle import Handle
-from .request import Prepared, Request
+from .request import Prepared, Request, slots_of
 from .runners.base import rows_that_fit
 from .sampling.params import StepUpdate
 from .scheduler import Scheduler
@@ -56,7 +56,8 @@ class Loop:
         max_rows = rows_that_fit(runner, capacity, max_rows, cache_mb)
         self.scheduler = Scheduler(max_rows, model.eos_ids, ragged=runner.ragged,
                                    chunked=runner.chunked_prefill, prefill_budget=prefill_budget)
-        self.executor = Executor(runner, max_rows + 1, capacity, model.vocab_size)  # + the spare
+        self.executor = Executor(runner, max_rows + 1, capacity, model.vocab_size,  # + the spare
+                                 model.eos_ids)
         self.queue_size = queue_size
         self.time_limit_s = time_limit_s
         self.steps = 0
@@ -86,11 +87,11 @@ class Loop:
     # -- the callers' side (any thread) --------------------------------------------------------
 
     def submit(self, prompt: str | None, params, max_new_tokens: int = 64,
-               token_ids=None) -> Handle:
+               token_ids=None, candidates: int = 0) -> Handle:
         """Queue a request; its rows join the running batch at a coming step.
 
         Args:
-            prompt, params, max_new_tokens, token_ids: as for `Model.prepare`.
+            prompt, params, max_new_tokens, token_ids, candidates: as for `Model.prepare`.
 
         Returns:
             The request's handle: iterate it for one StepUpdate per step.
@@ -99,17 +100,19 @@ class Loop:
             ValueError: a bad request (at once), or more rows than `max_rows`.
             Busy: `queue_size` requests are already waiting.
         """
-        return self.enqueue(self.model.prepare(prompt, params, max_new_tokens, token_ids))
+        return self.enqueue(self.model.prepare(prompt, params, max_new_tokens, token_ids, candidates))
 
     def enqueue(self, prepared: Prepared) -> Handle:
         """`submit` for a request already checked by `Model.prepare`.
 
         Raises:
-            ValueError: more rows than `max_rows`.
+            ValueError: more rows than `max_rows` (a beam row counts num_beams).
             Busy: `queue_size` requests are already waiting.
         """
-        if len(prepared.params) > self.max_rows:
-            raise ValueError(f"a request may have at most {self.max_rows} rows, got {len(prepared.params)}")
+        rows = slots_of(prepared.params)
+        if rows > self.max_rows:
+            raise ValueError(f"a request may have at most {self.max_rows} rows (a beam row counts "
+                             f"num_beams), got {rows}")
         deadline = (time.monotonic() + self.time_limit_s) if self.time_limit_s else float("inf")
         request = Request(prepared, deadline)
         with self._lock:
@@ -223,7 +226,7 @@ def run_alone(model, prepared: Prepared, time_limit_s: float | None = None
     Returns:
         (its handle, its StepUpdates as they are computed).
     """
-    loop = Loop(model, max_rows=len(prepared.params), queue_size=1, time_limit_s=time_limit_s,
+    loop = Loop(model, max_rows=slots_of(prepared.params), queue_size=1, time_limit_s=time_limit_s,
                 capacity=len(prepared.ids) + prepared.max_new_tokens, threaded=False)
     handle = loop.enqueue(prepared)
     return handle, loop.drive(handle)

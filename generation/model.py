@@ -119,7 +119,7 @@ class Model:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def prepare(self, prompt: str | None, params: Sequence[SamplingParams], max_new_tokens: int = 64,
-                token_ids: Sequence[int] | None = None) -> Prepared:
+                token_ids: Sequence[int] | None = None, candidates: int = 0) -> Prepared:
         """Check a request and turn it into what a decoding loop runs (see `Engine.stream`).
 
         Args:
@@ -127,20 +127,24 @@ class Model:
             params: one SamplingParams per output row.
             max_new_tokens: most new tokens per row, 1 .. context - 1.
             token_ids: the prompt as token ids (instead of `prompt`).
+            candidates: K, the candidates recorded per emitted token (0 = off; K beyond the
+                vocabulary is clamped to it).
 
         Returns:
             The prompt ids cut to fit the context, the params, and the request's start time.
 
         Raises:
-            ValueError: an empty prompt or bad ids, no params, bad params or a bad
-                max_new_tokens, listing every problem.
+            ValueError: an empty prompt or bad ids, no params, bad params, a bad
+                max_new_tokens or a bad candidates, listing every problem.
         """
         start = time.perf_counter()  # the request's clock includes tokenization
-        ids, params = self._validated(prompt, token_ids, params, max_new_tokens)
+        ids, params = self._validated(prompt, token_ids, params, max_new_tokens, candidates)
         truncated = max(0, len(ids) - (self.context_size - max_new_tokens))
-        return Prepared(ids[truncated:], params, max_new_tokens, truncated, start)
+        return Prepared(ids[truncated:], params, max_new_tokens, truncated, start,
+                        min(candidates, self.vocab_size))
 
-    def _validated(self, prompt, token_ids, params, max_new_tokens) -> tuple[list[int], list[SamplingParams]]:
+    def _validated(self, prompt, token_ids, params, max_new_tokens,
+                   candidates=0) -> tuple[list[int], list[SamplingParams]]:
         """The prompt's ids and the params as a list; raises ValueError listing every problem."""
         if token_ids is None:
             issues = prompt_problems(prompt)
@@ -153,6 +157,8 @@ class Model:
             ids = [int(t) for t in token_ids] if _all_ints(token_ids) else []
             issues = [] if ids and min(ids) >= 0 and max(ids) < self._config.vocab_size else [
                 f"token_ids must be a non-empty list of ids in [0, {self._config.vocab_size})"]
+        if isinstance(candidates, bool) or not isinstance(candidates, numbers.Integral) or candidates < 0:
+            issues.append(f"candidates must be an integer >= 0 (0 = off), got {candidates!r}")
         return ids, self._check(issues, params, max_new_tokens)
 
     def _check(self, issues: list[str], params, max_new_tokens) -> list[SamplingParams]:

@@ -26,6 +26,7 @@ class Prepared:
     max_new_tokens: int
     truncated: int
     start: float  # time.perf_counter() when the request was received
+    candidates: int = 0  # K candidates recorded per emitted token (0 = off)
 
 
 @dataclass(eq=False)
@@ -49,10 +50,15 @@ class RowUpdate(NamedTuple):
 
     Attributes:
         row: the row's index in its request.
-        token: the new token.
+        token: the new token (a beam row: the best running beam's).
         prob: its probability under the raw logits.
         finish_reason: "eos" or "length" when the row ended with this token, else None.
         t: seconds from the request's start to this token.
+        candidates: the token's Candidates when the request asked for them, else None.
+        beam: a beam row's step, (parents, tokens, probs): running beam i continues beam
+            parents[i] with tokens[i] (the caller rebuilds the beams); None for other rows.
+        hypotheses: a beam row's last update: (token_ids, score, probs, candidates or None) of
+            each finished hypothesis, best first; else None.
     """
 
     row: int
@@ -60,6 +66,14 @@ class RowUpdate(NamedTuple):
     prob: float
     finish_reason: str | None
     t: float
+    candidates: object = None
+    beam: tuple | None = None
+    hypotheses: tuple | None = None
+
+
+def slots_of(params: Sequence) -> int:
+    """Cache slots (rows of the batch) the params take: a beam row takes num_beams."""
+    return sum(p.num_beams for p in params)
 
 
 @dataclass(frozen=True)
@@ -70,14 +84,18 @@ class Join:
         prefill: the index (among the plan's prefill items) of the prompt's last chunk, whose
             last logits give every row its first token.
         first: the rows' slots are first .. first + len(params) - 1.
-        params: one SamplingParams per row.
+        params: one SamplingParams per row (a beam row takes num_beams slots).
         prompt_ids: the prompt (a repetition penalty counts its tokens).
+        max_new_tokens: the request's (a beam search ends its hypotheses there).
+        candidates: K candidates recorded per token (0 = off).
     """
 
     prefill: int
     first: int
     params: Sequence
     prompt_ids: Sequence[int]
+    max_new_tokens: int = 0
+    candidates: int = 0
 
 
 @dataclass
@@ -89,7 +107,9 @@ class Plan:
     Attributes:
         work: cache operations and prompt chunks, in order: ("prefill", slot, token_ids),
             ("move", src, dst) (a slot's cache and its row's sampler state), ("copy", src,
-            dst) (the cache only), ("clear", slot, None).
+            dst) (the cache only), ("clear", slot, None), ("reorder", slots, parents) (a beam
+            row's slots after its step: the beam that continues beam parents[i] takes its
+            cache, which stayed in slots[parents[i]]).
         decode: how many slots step.
         joins: rows that start decoding.
         owners: the request of each prefill item, in order (for the scheduler's
@@ -113,8 +133,13 @@ class Sampled:
         tokens: int64; -1 for the rows of a join whose prefill failed.
         probs: float64, softmax of the raw logits at each token.
         failed: prefill item index -> the error it raised.
+        beams: a `beams.BeamStep` per beam row that stepped (its slots' tokens are in it, not
+            in `tokens`).
+        candidates: per slot, its Candidates (None where not asked); None when nobody asked.
     """
 
     tokens: np.ndarray
     probs: np.ndarray
     failed: dict[int, BaseException] = field(default_factory=dict)
+    beams: list = field(default_factory=list)
+    candidates: list | None = None

@@ -12,9 +12,10 @@ sees logits or text: it knows requests and slots; the executor knows tensors.
 from __future__ import annotations
 
 import collections
+import itertools
 import time
 
-from .request import Join, Plan, Request, RowUpdate, Sampled
+from .request import Join, Plan, Request, RowUpdate, Sampled, slots_of
 
 # Prompt tokens per prefill call: a fixed constant, so a prompt is cut into the same chunks
 # whoever serves it (Engine.stream, the app's loop under any load) and its cache holds the
@@ -53,7 +54,7 @@ class Scheduler:
     @property
     def rows_in_flight(self) -> int:
         """Rows decoding or being prefilled."""
-        return len(self.slots) + sum(len(r.prepared.params) for r in self.prefilling)
+        return len(self.slots) + sum(slots_of(r.prepared.params) for r in self.prefilling)
 
     def schedule(self) -> Plan:
         """Admit waiting requests within the budgets and choose this step's prefill work.
@@ -67,7 +68,7 @@ class Scheduler:
         self._work = []
         while self.waiting and (self.ragged or not (self.running or self.prefilling)):
             req = self.waiting[0]
-            if self.rows_in_flight + len(req.prepared.params) > self.max_rows:
+            if self.rows_in_flight + slots_of(req.prepared.params) > self.max_rows:
                 break  # first come, first served: nobody overtakes the head of the queue
             self.waiting.popleft()
             plan.admitted += 1
@@ -88,7 +89,8 @@ class Scheduler:
                 req.prefilled += len(piece)
                 budget -= len(piece)
                 if req.prefilled == len(ids):
-                    plan.joins.append(Join(len(plan.owners) - 1, len(self.slots), req.prepared.params, ids))
+                    plan.joins.append(Join(len(plan.owners) - 1, len(self.slots), req.prepared.params,
+                                           ids, req.prepared.max_new_tokens, req.prepared.candidates))
                     plan.work += self._join(req)
         return plan
 
@@ -108,11 +110,15 @@ class Scheduler:
             messages += self._end(plan.owners[index], error=error, retire=False)
         clock = time.perf_counter()
         tokens, probs = sampled.tokens.tolist(), sampled.probs.tolist()
+        cands = sampled.candidates
         by_request: dict[Request, list[RowUpdate]] = {}
         gone = []
+        beam_slots = {s for step in sampled.beams for s in step.slots} if sampled.beams else ()
         for slot, (req, row) in enumerate(self.slots):
             if req.ended:  # its prefill failed in this step
                 gone.append(slot)
+                continue
+            if slot in beam_slots:
                 continue
             token = tokens[slot]
             req.generated[row] += 1
@@ -121,14 +127,36 @@ class Scheduler:
             if reason:
                 req.unfinished -= 1
                 gone.append(slot)
-            update = RowUpdate(row, token, probs[slot], reason, clock - req.prepared.start)
+            update = RowUpdate(row, token, probs[slot], reason, clock - req.prepared.start,
+                               cands[slot] if cands else None)
             by_request.setdefault(req, []).append(update)
+        for step in sampled.beams:
+            req, row = self.slots[step.slots[0]]
+            if not req.ended:
+                by_request.setdefault(req, []).append(self._beam_update(req, row, step, gone, clock))
         for req, updates in by_request.items():
             messages.append((req, ("step", updates)))
             if not req.unfinished:
                 messages += self._end(req, "done", retire=False)
         self._retire(gone)
         return messages
+
+    def _beam_update(self, req: Request, row: int, step, gone: list[int], clock: float) -> RowUpdate:
+        """A beam row's update for its step: the reorder of its slots for the next plan, or
+        (when its search is done) its end and the retirement of its slots."""
+        req.generated[row] += 1
+        reason, hypotheses = None, None
+        if step.done:
+            hypotheses = step.hypotheses
+            best = hypotheses[0][0]
+            reason = "eos" if best and best[-1] in self._eos else "length"
+            req.unfinished -= 1
+            gone += step.slots
+        else:
+            # Before this step's retirements: the reorder names the slots as they are now.
+            self._work.append(("reorder", step.slots, step.parents))
+        return RowUpdate(row, step.tokens[0], step.probs[0], reason, clock - req.prepared.start,
+                         None, (step.parents, step.tokens, step.probs), hypotheses)
 
     def abort(self, req: Request, reason: str = "done",
               error: BaseException | None = None) -> list[tuple[Request, tuple]]:
@@ -145,7 +173,7 @@ class Scheduler:
     def _join(self, req: Request) -> list[tuple]:
         """Put a prefilled request's rows in the next decoding slots; the cache operations that
         copy its prompt there."""
-        first, n = len(self.slots), len(req.prepared.params)
+        first, n = len(self.slots), slots_of(req.prepared.params)
         targets = range(first, first + n)
         # The prompt steps aside into the spare slot (no row ever holds it), so other prompts
         # parked where these rows go can always be moved out of the way first.
@@ -158,8 +186,13 @@ class Scheduler:
                 work.append(("move", other.stage, slot))
                 other.stage = slot
         work.append(("move", self.spare, first))
-        work += [("copy", first, slot) for slot in targets[1:]]
-        self.slots += [(req, i) for i in range(n)]
+        rows = [(i, p.num_beams) for i, p in enumerate(req.prepared.params)]
+        self.slots += [(req, i) for i, width in rows for _ in range(width)]
+        # A beam row's first slot gets the prompt; its first reorder fills the others.
+        starts = itertools.accumulate([first] + [width for _, width in rows[:-1]])
+        work += [("copy", first, slot) for slot in list(starts)[1:]]
+        self.running.append(req)
+        return work
         self.running.append(req)
         return work
 

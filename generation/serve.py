@@ -85,11 +85,12 @@ class Server:
                              queue_size=config.queue_size, time_limit_s=config.time_limit_s,
                              prefill_budget=config.prefill_budget)
 
-    def open(self, prompt: str, params: Sequence[SamplingParams], max_new_tokens: int) -> Stream:
+    def open(self, prompt: str, params: Sequence[SamplingParams], max_new_tokens: int,
+             candidates: int = 0) -> Stream:
         """Start a request.
 
         Args:
-            prompt, params, max_new_tokens: as for `Engine.stream`.
+            prompt, params, max_new_tokens, candidates: as for `Engine.stream`.
 
         Returns:
             Its stream.
@@ -99,10 +100,10 @@ class Server:
             Busy: the server's wait queue is full.
         """
         if self.loop is None:
-            prepared = self.engine.prepare(prompt, params, max_new_tokens)
+            prepared = self.engine.prepare(prompt, params, max_new_tokens, None, candidates)
             handle, updates = run_alone(self.engine, prepared, self.config.time_limit_s)
             return Stream(handle, updates)
-        handle = self.loop.submit(prompt, params, max_new_tokens)
+        handle = self.loop.submit(prompt, params, max_new_tokens, None, candidates)
         return Stream(handle, handle.updates(self._interval))
 
     def _interval(self) -> float:

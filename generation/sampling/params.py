@@ -5,7 +5,9 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field, make_dataclass
 
+from .candidates import Candidates
 from .pipeline import WARPERS
+from .search import SEARCH, beam_conflicts
 
 
 def prompt_problems(prompt: object) -> list[str]:
@@ -31,9 +33,15 @@ class _Settings:
         """True when this row takes the argmax (temperature 0)."""
         return self.temperature == 0
 
+    @property
+    def beam(self) -> bool:
+        """True when this row is a beam search (num_beams > 1)."""
+        return isinstance(self.num_beams, int) and self.num_beams > 1
+
     def problems(self) -> list[str]:
         """Every problem with these parameters, one message each (empty when valid)."""
-        issues = [m for w in WARPERS if (m := w.problem(getattr(self, w.field))) is not None]
+        issues = [m for w in WARPERS + SEARCH if (m := w.problem(getattr(self, w.field))) is not None]
+        issues += beam_conflicts(self)
         seed = self.seed
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
                                  or seed < 0):
@@ -45,14 +53,14 @@ class _Settings:
 # default, its bounds are what `problems` checks. Frozen: equal settings hash alike.
 SamplingParams = make_dataclass(
     "SamplingParams",
-    [(w.field, w.kind, field(default=w.off)) for w in WARPERS]
+    [(w.field, w.kind, field(default=w.off)) for w in WARPERS + SEARCH]
     + [("seed", "int | None", field(default=None))],
     bases=(_Settings,), frozen=True)
 SamplingParams.__module__ = __name__  # for pickle and repr tools (make_dataclass says "types")
 SamplingParams.__doc__ = (
     "How one row picks its next token. The defaults are greedy decoding.\n\n"
     "    Attributes:\n"
-    + "".join(f"        {w.field}: {w.help}\n" for w in WARPERS)
+    + "".join(f"        {w.field}: {w.help}\n" for w in WARPERS + SEARCH)
     + "        seed: seeds this row's own `np.random.Generator`; None draws fresh entropy.\n")
 
 
@@ -75,6 +83,26 @@ class RowStats:
     tokens_per_s: float = 0.0
     elapsed_s: float = 0.0
 
+    def record(self, now: float) -> None:
+        """Count one more token (or beam step) of the row, at `now` seconds."""
+        self.new_tokens += 1
+        if self.new_tokens == 1:
+            self.ttft_s = now
+        self.elapsed_s = now
+        decode_time = now - self.ttft_s
+        self.tokens_per_s = ((self.new_tokens - 1) / decode_time if decode_time > 0
+                             else self.new_tokens / max(now, 1e-9))
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One finished beam of a beam row: its text, its new token ids (a final EOS included) and
+    its score, sum(log-probs) / len(token_ids) ** length_penalty (transformers' score)."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    score: float
+
 
 @dataclass
 class RowResult:
@@ -88,7 +116,11 @@ class RowResult:
             `"".join(p for p, _ in pieces) == text`.
         finished: True once the row stopped.
         finish_reason: "eos", "length", or None while running.
-        stats: timing of this row.
+        stats: timing of this row (for a beam row, new_tokens counts beam steps).
+        candidates: with `candidates=K`, one Candidates per token of token_ids (for a beam row:
+            filled when it finishes, for the best hypothesis); [] when off.
+        hypotheses: a beam row's finished hypotheses, best first (filled when it finishes; []
+            for other rows). Then text and token_ids are the best one's.
     """
 
     text: str = ""
@@ -97,6 +129,8 @@ class RowResult:
     finished: bool = False
     finish_reason: str | None = None
     stats: RowStats = field(default_factory=RowStats)
+    candidates: list[Candidates] = field(default_factory=list)
+    hypotheses: list[Hypothesis] = field(default_factory=list)
 
 
 @dataclass
@@ -107,8 +141,12 @@ class StepUpdate:
         deltas: the text each row added this step ("" when nothing new or finished).
         rows: the cumulative state of every row, in the order of the params given.
         prompt_truncated: prompt tokens cut from the left to fit the context (0 if none).
+        replaced: per row, True when its text did not just grow but was replaced (a beam row
+            whose best running beam changed; then deltas[i] is the whole new text, rows[i].text).
+            Other rows only grow.
     """
 
     deltas: list[str]
     rows: list[RowResult]
     prompt_truncated: int = 0
+    replaced: list[bool] = field(default_factory=list)

@@ -62,12 +62,18 @@ class Warper:
 
     def problem(self, value: object) -> str | None:
         """What is wrong with `value` for this field, or None when it is allowed."""
-        kind_ok = _is_int(value) if self.kind is int else _is_real(value)
-        if kind_ok and (self.low < value if self.low_open else self.low <= value) and value <= self.high:
-            return None
-        what = "an integer" if self.kind is int else "a number"
-        return (f"{self.field} must be {what} in {'(' if self.low_open else '['}{self.low}, "
-                f"{self.high}] ({self.off:g} = {self.off_means}), got {value!r}")
+        return range_problem(self, value)
+
+
+def range_problem(knob, value: object) -> str | None:
+    """What is wrong with `value` for a numeric knob (a Warper or a search.SearchKnob: field,
+    kind, low, high, low_open, off, off_means), or None when it is allowed."""
+    kind_ok = _is_int(value) if knob.kind is int else _is_real(value)
+    if kind_ok and (knob.low < value if knob.low_open else knob.low <= value) and value <= knob.high:
+        return None
+    what = "an integer" if knob.kind is int else "a number"
+    return (f"{knob.field} must be {what} in {'(' if knob.low_open else '['}{knob.low}, "
+            f"{knob.high}] ({knob.off:g} = {knob.off_means}), got {value!r}")
 
 
 # Temperature 0 also means greedy (argmax): that is SamplingParams.greedy.
@@ -97,7 +103,8 @@ def select_next(
     params: Sequence,
     rngs: Sequence[np.random.Generator],
     seen: Sequence[np.ndarray | None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    keep_warped: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The next token of every row and its probability under the model.
 
     Args:
@@ -106,10 +113,13 @@ def select_next(
         rngs: one generator per row (unused by greedy rows).
         seen: per row, a bool [vocab] mask of the tokens in its context (prompt + output), or
             None; only read for rows with a penalty on.
+        keep_warped: also return each row's final logits (for the candidates).
 
     Returns:
         (tokens int64 [rows], probabilities float64 [rows]); a probability is the softmax of the
-        raw logits (temperature 1, before penalty or filters) at the chosen token.
+        raw logits (temperature 1, before penalty or filters) at the chosen token. With
+        `keep_warped`, a third item: [rows, vocab] the logits each row drew from (greedy rows:
+        after the penalty).
 
     Raises:
         ValueError: a row with a penalty on has no seen mask.
@@ -141,7 +151,13 @@ def select_next(
             elif rows:
                 warped[rows] = w.fn(warped[rows], [getattr(chosen[j], w.field) for j in rows])
         tokens[drawn] = sample_rows(warped, [rngs[i] for i in drawn])
-    return tokens, token_probabilities(logits, tokens)
+    probs = token_probabilities(logits, tokens)
+    if not keep_warped:
+        return tokens, probs
+    final = x.copy() if x is logits else x
+    if drawn:
+        final[drawn] = warped
+    return tokens, probs, final
 
 
 def sample(logits: np.ndarray, rng: np.random.Generator) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from generation.beam import BeamSearch
+from generation.sampling.beam import BeamSearch
 from tests.conftest import build_tiny_gpt_neo
 
 VOCAB, EOS, MAX_NEW = 400, 0, 12

@@ -35,6 +35,14 @@ def test_sampling_options_reach_the_engine(decode_dir, engine, capsys):
     assert out["token_ids"] == engine.generate(PROMPTS[1], [params], 24)[0].token_ids
 
 
+def test_beam_options_reach_the_engine(decode_dir, engine, capsys):
+    args = ["--model", str(decode_dir), "--precision", "fp32", "--prompt", PROMPTS[1], "--max-new-tokens", "10",
+            "--num-beams", "3", "--length-penalty", "2", "--early-stopping", "never"]
+    assert main(args) == 0
+    params = SamplingParams(num_beams=3, length_penalty=2.0, early_stopping="never")
+    assert capsys.readouterr().out == engine.generate(PROMPTS[1], [params], 10)[0].text + "\n"
+
+
 def test_streaming_prints_the_continuation(decode_dir, engine):
     # Default max_new_tokens follows generation_config.json (32 in the fixture).
     result = subprocess.run(
@@ -55,6 +63,8 @@ def test_streaming_prints_the_continuation(decode_dir, engine):
     (["--precision", "int3"], "argument --precision: invalid choice"),
     (["--precision", "int4"], "no int4 model"),
     (["--top-k", str(10**30)], "top_k must be an integer in [0, 2147483647]"),
+    (["--num-beams", "2", "--temperature", "0.5"], "temperature must stay 0 with num_beams > 1"),
+    (["--early-stopping", "sometimes"], "argument --early-stopping: must be true, false or never"),
 ])
 def test_bad_options_exit_2_with_one_line(tiny_onnx_dir, capsys, extra, message):
     code = None

@@ -34,9 +34,9 @@ def front_matter(readme: Path) -> dict:
 
 
 CODE_PACKAGES = ("generation", "demo")
-# Written ahead of the code that will use it (beam search, issue 20): nothing imports it yet, so
-# the bundle rightly leaves it out. Remove it from here once the engine imports it.
-NOT_IMPORTED_YET = {"generation/beam.py"}
+# Code written ahead of the code that will use it: nothing imports it yet, so the bundle rightly
+# leaves it out. Remove a file from here once the engine imports it.
+NOT_IMPORTED_YET: set[str] = set()
 
 
 def project_code(root: Path) -> set[str]:

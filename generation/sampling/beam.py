@@ -27,11 +27,14 @@ _MASK = np.float32(-1.0e9)  # transformers' "never pick this" offset
 
 
 @dataclass(frozen=True)
-class Hypothesis:
-    """A finished beam: its generated tokens (EOS included when it ended there) and score."""
+class Finished:
+    """A finished beam: its generated tokens (EOS included when it ended there), its score, and
+    the running beam it continued in the step it ended (its index then, for the engine's
+    per-token records)."""
 
     token_ids: tuple[int, ...]
     score: float
+    parent: int = 0
 
 
 @dataclass
@@ -54,8 +57,9 @@ class BeamSearch:
     # running beams: tokens so far and running scores (sum of log-probs), best first
     beams: list[tuple[int, ...]] = field(init=False)
     scores: np.ndarray = field(init=False)
-    finished: list[Hypothesis] = field(init=False, default_factory=list)
+    finished: list[Finished] = field(init=False, default_factory=list)
     generated: int = field(init=False, default=0)
+    logp: np.ndarray | None = field(init=False, default=None)  # the last step's log-softmax
     done: bool = field(init=False, default=False)
     _improvable: bool = field(init=False, default=True)
 
@@ -84,6 +88,7 @@ class BeamSearch:
         x = logits.astype(np.float32, copy=False)
         top = x.max(axis=-1, keepdims=True)
         logp = x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True, dtype=np.float32))
+        self.logp = logp
         total = (logp + self.scores[:, None]).reshape(-1)
         k = self.candidates
         best = np.argpartition(total, total.size - k)[-k:]
@@ -106,7 +111,7 @@ class BeamSearch:
         if full or not self._improvable:
             return
         scaled = cand_scores / np.float32(length ** self.length_penalty)
-        new = [Hypothesis(self.beams[parent[j]] + (int(token[j]),), float(scaled[j]))
+        new = [Finished(self.beams[parent[j]] + (int(token[j]),), float(scaled[j]), int(parent[j]))
                for j in range(self.num_beams) if ends[j]]
         merged = sorted(self.finished + new, key=lambda h: -h.score)  # stable: older first on ties
         self.finished = merged[:self.num_beams]
@@ -125,6 +130,6 @@ class BeamSearch:
         open_beam = not (len(self.finished) == self.num_beams and self.early_stopping is True)
         self.done = not (self._improvable and open_beam and not all_ended)
 
-    def best(self) -> Hypothesis:
+    def best(self) -> Finished:
         """The best finished hypothesis (after `done`)."""
         return self.finished[0]
