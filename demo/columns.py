@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from generation import SamplingParams
+from generation.sampling.search import SEARCH
 
 MAX_TOP_K = 1_000_000  # above any vocabulary (k >= vocabulary = off); more is nonsense
 MAX_NEW_TOKENS = 512
@@ -77,11 +78,12 @@ SEED = Knob("seed", "seed (sampling columns)", 0, 2**31 - 1, 0, 1, whole=True, l
 # Beam search: 1 beam is greedy. length_penalty divides a hypothesis' summed log-probs by
 # length ** length_penalty: 0 = no normalisation (short hypotheses win), 1 = transformers'
 # default (the mean), 2 = long ones favoured; below 0 the shortest wins, which the slider
-# leaves out. The API takes any finite value in [-10, 10].
+# leaves out. The API takes what the engine takes (its SEARCH table).
 NUM_BEAMS = Knob("num_beams", "beams (1 = greedy)", 1, 8, 4, 1, whole=True, low=1, high=8,
                  rule="a whole number from 1 to 8")
-LENGTH_PENALTY = Knob("length_penalty", "length penalty", 0.0, 2.0, 1.0, 0.1, low=-10, high=10,
-                      rule="a number from -10 to 10")
+_PENALTY = next(k for k in SEARCH if k.field == "length_penalty")
+LENGTH_PENALTY = Knob("length_penalty", "length penalty", 0.0, 2.0, 1.0, 0.1, low=_PENALTY.low,
+                      high=_PENALTY.high, rule=f"a number from {_PENALTY.low:g} to {_PENALTY.high:g}")
 # /explain's candidates per token.
 MAX_CANDIDATES = 20
 CANDIDATES = Knob("candidates", "candidates per token", 1, MAX_CANDIDATES, 5, 1, whole=True, low=1,
