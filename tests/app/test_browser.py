@@ -126,7 +126,7 @@ def test_fork_reruns_every_column_from_the_new_prompt(browser, server, client):
     assert shaded.count() >= 1
     # One click back: the first entry restores and reruns the first run.
     page.locator("#breadcrumb label").first.click()
-    page.wait_for_function("p => document.querySelector('#prompt textarea').value === p", arg=prompt)
+    page.wait_for_function("p => document.querySelector('#prompt textarea')?.value === p", arg=prompt)
     page.wait_for_function(
         """texts => texts.every((t, i) => document.querySelector(`#${KEYS[i]}-text textarea`).value === t)"""
         .replace("KEYS[i]", "['" + "','".join(KEYS) + "'][i]"), arg=before, timeout=60_000)
@@ -141,13 +141,14 @@ def test_a_share_link_opens_the_same_run_in_a_fresh_browser(browser, server, cli
     page.get_by_role("button", name="Generate").click()
     texts = wait_done(page)
     page.get_by_role("button", name="Share").click()
-    page.wait_for_function("() => document.querySelector('#share-link textarea').value.startsWith('http')")
-    link = page.locator("#share-link textarea").input_value()
+    box = "#share-link :is(textarea, input)"
+    page.wait_for_function("box => document.querySelector(box).value.startsWith('http')", arg=box)
+    link = page.locator(box).input_value()
     assert link.startswith(server.url) and "seed=7" in link
     fresh = browser.new_context(viewport={"width": 1400, "height": 1100})
     other = fresh.new_page()
     other.goto(link)
-    other.wait_for_function("p => document.querySelector('#prompt textarea').value === p", arg=prompt)
+    other.wait_for_function("p => document.querySelector('#prompt textarea')?.value === p", arg=prompt)
     shared = wait_done(other)
     fresh.close()
     api = client.predict(prompt, 64, 0.8, 40, 0.9, 4, 1.0, 7, api_name="/generate_all")
