@@ -111,7 +111,8 @@ def panel_html(title: str, piece_index: int, piece: str, entry: dict) -> str:
 
 PANEL_CSS = (".candidates .bar { display: inline-block; height: 0.8em; background: #6366f1; "
              "vertical-align: middle; } .candidates tr.emitted { font-weight: bold; } "
-             ".candidates caption { text-align: left; caption-side: top; }")
+             ".candidates caption { text-align: left; caption-side: top; } "
+             "[id$=-hypotheses] :is(td, th):nth-child(-n+2) { white-space: nowrap; }")
 
 
 def run_record(tokenizer, prompt: str, values: Sequence, rows) -> dict:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from .columns import COLUMNS
 
+HYPOTHESIS_CHARS = 80  # a hypothesis longer than this shows its first and last 40 characters
+
 # The checkout (or the Space's folder): where app.py and the bundled model sit.
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,14 +51,18 @@ def _raw_prob(row, index: int) -> float:
 
 
 def hypotheses_table(row) -> str:
-    """A beam row's finished hypotheses, best first, with their scores (Markdown)."""
+    """A beam row's finished hypotheses, best first, with their scores (Markdown; a long one
+    shows its start and its end, where beams differ most)."""
     hyps = getattr(row, "hypotheses", None) or []
     if not hyps:
         return "&nbsp;"
-    lines = ["| # | score | hypothesis |", "|---|---|---|"]
+    lines = ["finished hypotheses, best first:", "", "| # | score | hypothesis |", "|---|---|---|"]
     for i, h in enumerate(hyps):
-        text = " ".join(h.text.split()).replace("|", "\\|")
-        lines.append(f"| {i + 1} | {h.score:.3f} | {text[:300]} |")
+        text = " ".join(h.text.split())
+        if len(text) > HYPOTHESIS_CHARS:
+            half = HYPOTHESIS_CHARS // 2
+            text = text[:half] + " … " + text[-half:]
+        lines.append(f"| {i + 1} | {h.score:.3f} | {text.replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
 
 

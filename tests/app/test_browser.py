@@ -91,6 +91,7 @@ def candidate_rows(page) -> list[list[str]]:
 def test_a_token_shows_its_candidates_by_click_and_by_keyboard(browser, server):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     generate(page, server.url, "Deep neural networks have achieved")
+    assert page.locator("#beam-hypotheses table tbody tr").count() == 4  # the default num_beams
     page.locator("#greedy-shaded [role=button]").first.click()
     rows = candidate_rows(page)
     assert len(rows) == 5 and rows[0][0] == "1"
