@@ -17,23 +17,77 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from generation import SamplingParams
+from generation.sampling.pipeline import WARPERS
 from generation.sampling.search import SEARCH
 
-MAX_TOP_K = 1_000_000  # above any vocabulary (k >= vocabulary = off); more is nonsense
 MAX_NEW_TOKENS = 512
+_WARPERS = {w.field: w for w in WARPERS}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What the API accepts for one value (for a SamplingParams field: its WARPERS row's).
+
+    Attributes:
+        whole: an integer. JSON and the browser have one number type, so a whole float such
+            as 2.0 counts (it is passed on as 2); 1.5 does not.
+        low, high: the range; `low_open` leaves `low` itself out.
+        note: what special values mean ("0 = greedy"), for the message.
+    """
+
+    whole: bool = False
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    note: str = ""
+
+    @classmethod
+    def of(cls, name: str) -> Bounds:
+        """The bounds of the SamplingParams field `name`, from its row of WARPERS."""
+        w = _WARPERS[name]
+        return cls(whole=w.kind is int, low=w.low, high=w.high, low_open=w.low_open,
+                   note=f"{w.off:g} = {w.off_means}")
+
+    def rule(self) -> str:
+        """How a message states these bounds: "a whole number from 0 to 2147483647 (0 = off)"."""
+        what = "a whole number" if self.whole else "a number"
+        low, high = _shown(self.low), _shown(self.high)
+        if self.high == math.inf:
+            span = f"> {low}" if self.low_open else f">= {low}"
+        elif self.low_open:
+            span = f"in ({low}, {high}]"
+        else:
+            span = f"from {low} to {high}"
+        return f"{what} {span}" + (f" ({self.note})" if self.note else "")
+
+    def convert(self, value: object) -> int | float | None:
+        """`value` as SamplingParams takes it (int when whole, else float), or None when the
+        API refuses it."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if isinstance(value, float) and not (math.isfinite(value) and (value.is_integer() or not self.whole)):
+            return None
+        try:
+            number = int(value) if self.whole else float(value)
+        except OverflowError:  # an int beyond a float's range
+            return None
+        inside = (self.low < number if self.low_open else self.low <= number) and number <= self.high
+        return number if inside else None
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 @dataclass(frozen=True)
 class Knob:
-    """One control: a SamplingParams field, its slider in the UI, its check in the API.
+    """One control: its slider in the UI and its check in the API.
 
     Attributes:
-        name: the SamplingParams field and the API parameter.
+        name: the SamplingParams field (or request argument) and the API parameter.
         label: the slider's label.
-        minimum, maximum, default, step: the slider.
-        whole: an integer.
-        low, high: what the API accepts (`low_open`: low itself not).
-        rule: how the API's error message states that ("a number >= 0 (0 = greedy)").
+        minimum, maximum, default, step: the slider (a UI range inside `bounds`).
+        bounds: what the API accepts (a SamplingParams field's come from WARPERS).
     """
 
     name: str
@@ -42,56 +96,59 @@ class Knob:
     maximum: float
     default: float
     step: float
-    whole: bool = False
-    low: float = -math.inf
-    high: float = math.inf
-    low_open: bool = False
-    rule: str = ""
+    bounds: Bounds = Bounds()
 
-    def problem(self, value: object) -> str | None:
-        """The API's complaint about `value`, or None when it is allowed."""
-        try:
-            ok = isinstance(value, int | float) and math.isfinite(value) and (
-                not self.whole or (not isinstance(value, bool) and float(value).is_integer()))
-        except OverflowError:  # an int too large for a float
-            ok = False
-        if ok and (self.low < value if self.low_open else self.low <= value) and value <= self.high:
-            return None
-        return f"{self.name} must be {self.rule}, got {value!r}"
+    @property
+    def whole(self) -> bool:
+        """True for an integer knob."""
+        return self.bounds.whole
 
-    def value(self, raw: float) -> float | int:
-        """The value as SamplingParams takes it."""
-        return int(raw) if self.whole else float(raw)
+    def check(self, value: object) -> tuple[int | float | None, str | None]:
+        """The value as SamplingParams takes it, and the API's complaint (None when allowed).
+
+        Returns:
+            (the converted value or None, None or "NAME must be RULE, got VALUE").
+        """
+        number = self.bounds.convert(value)
+        if number is not None:
+            return number, None
+        return None, f"{self.name} must be {self.bounds.rule()}, got {_given(value)}"
 
 
-TEMPERATURE = Knob("temperature", "temperature", 0.0, 2.0, 0.8, 0.05, low=0,
-                   rule="a number >= 0 (0 = greedy)")
-TOP_K = Knob("top_k", "top-k (0 = off)", 0, 200, 40, 1, whole=True, low=0, high=MAX_TOP_K,
-             rule=f"a whole number from 0 to {MAX_TOP_K} (0 = off)")
-TOP_P = Knob("top_p", "top-p (1 = off)", 0.01, 1.0, 0.9, 0.01, low=0, high=1, low_open=True,
-             rule="in (0, 1] (1 = off)")
+def _given(value: object) -> str:
+    """A received value as a message shows it: short, with its JSON type when not a number."""
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if value is None or isinstance(value, bool | int | float):
+        return "null" if value is None else shown
+    return f"{shown} ({type(value).__name__})"
+
+
+TEMPERATURE = Knob("temperature", "temperature", 0.0, 2.0, 0.8, 0.05, Bounds.of("temperature"))
+TOP_K = Knob("top_k", "top-k (0 = off)", 0, 200, 40, 1, Bounds.of("top_k"))
+TOP_P = Knob("top_p", "top-p (1 = off)", 0.01, 1.0, 0.9, 0.01, Bounds.of("top_p"))
 # The request's own knobs, beside the columns'.
-MAX_NEW = Knob("max_new_tokens", "max new tokens", 1, MAX_NEW_TOKENS, 64, 1, whole=True, low=1,
-               high=MAX_NEW_TOKENS, rule=f"a whole number from 1 to {MAX_NEW_TOKENS}")
-SEED = Knob("seed", "seed (sampling columns)", 0, 2**31 - 1, 0, 1, whole=True, low=0,
-            rule="a whole number >= 0")
+MAX_NEW = Knob("max_new_tokens", "max new tokens", 1, MAX_NEW_TOKENS, 64, 1,
+               Bounds(whole=True, low=1, high=MAX_NEW_TOKENS))
+# SamplingParams takes any integer >= 0 as a seed.
+SEED = Knob("seed", "seed (sampling columns)", 0, 2**31 - 1, 0, 1, Bounds(whole=True, low=0))
 # Beam search: 1 beam is greedy. length_penalty divides a hypothesis' summed log-probs by
 # length ** length_penalty: 0 = no normalisation (short hypotheses win), 1 = transformers'
 # default (the mean), 2 = long ones favoured; below 0 the shortest wins, which the slider
-# leaves out. The API takes what the engine takes (its SEARCH table).
-NUM_BEAMS = Knob("num_beams", "beams (1 = greedy)", 1, 8, 4, 1, whole=True, low=1, high=8,
-                 rule="a whole number from 1 to 8")
+# leaves out. The API takes the engine's range (its SEARCH table); beams stay 1-8 (issue 20).
+NUM_BEAMS = Knob("num_beams", "beams (1 = greedy)", 1, 8, 4, 1,
+                 Bounds(whole=True, low=1, high=8, note="1 = greedy"))
 _PENALTY = next(k for k in SEARCH if k.field == "length_penalty")
-LENGTH_PENALTY = Knob("length_penalty", "length penalty", 0.0, 2.0, 1.0, 0.1, low=_PENALTY.low,
-                      high=_PENALTY.high, rule=f"a number from {_PENALTY.low:g} to {_PENALTY.high:g}")
+LENGTH_PENALTY = Knob("length_penalty", "length penalty", 0.0, 2.0, 1.0, 0.1,
+                      Bounds(low=_PENALTY.low, high=_PENALTY.high, note="1 = the default"))
 # /explain's candidates per token.
 MAX_CANDIDATES = 20
-CANDIDATES = Knob("candidates", "candidates per token", 1, MAX_CANDIDATES, 5, 1, whole=True, low=1,
-                  high=MAX_CANDIDATES, rule=f"a whole number from 1 to {MAX_CANDIDATES}")
+CANDIDATES = Knob("candidates", "candidates per token", 1, MAX_CANDIDATES, 5, 1,
+                  Bounds(whole=True, low=1, high=MAX_CANDIDATES))
 # The UI's advanced knobs, shared by every column (not in the API).
 ADVANCED = (
-    Knob("min_p", "min-p (0 = off)", 0.0, 1.0, 0.0, 0.01),
-    Knob("repetition_penalty", "repetition penalty (1 = off)", 1.0, 2.0, 1.0, 0.05),
+    Knob("min_p", "min-p (0 = off)", 0.0, 1.0, 0.0, 0.01, Bounds.of("min_p")),
+    Knob("repetition_penalty", "repetition penalty (1 = off)", 1.0, 2.0, 1.0, 0.05,
+         Bounds.of("repetition_penalty")),
 )
 
 
@@ -128,11 +185,11 @@ class Column:
     beam: bool = False
 
     def params(self, values: Mapping[str, float]) -> SamplingParams:
-        """Its SamplingParams from knob values by name (its knobs; the seed and the advanced
-        knobs it takes when given)."""
+        """Its SamplingParams from checked knob values by name (its knobs; the seed and the
+        advanced knobs it takes when given)."""
         advanced = tuple(k for k in ADVANCED if k.name in self.advanced)
         knobs = self.knobs + advanced + ((SEED,) if self.seeded else ())
-        given = {k.name: k.value(values[k.name]) for k in knobs if k.name in values}
+        given = {k.name: values[k.name] for k in knobs if k.name in values}
         return SamplingParams(**self.fixed, **given)
 
 

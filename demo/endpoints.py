@@ -18,15 +18,15 @@ def explain_endpoint(server: Server) -> Callable[..., dict]:
     tokenizer = server.engine.tokenizer
 
     def explain(prompt: str, max_new_tokens: int, *values) -> dict:
-        *values, candidates = values
-        check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True),
-                               (CANDIDATES, candidates)])
-        named = {k.name: v for k, v in zip(knobs, values, strict=True)}
+        max_new, *checked, candidates = check_request(
+            prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values[:-1], strict=True),
+                     (CANDIDATES, values[-1])])
+        named = {k.name: v for k, v in zip(knobs, checked, strict=True)}
         rows = []
-        for update in stream_rows(server, prompt, [c.params(named) for c in COLUMNS],
-                                  max_new_tokens, candidates=int(candidates)):
+        for update in stream_rows(server, prompt, [c.params(named) for c in COLUMNS], max_new,
+                                  candidates=candidates):
             rows = update.rows
-        return {"prompt": prompt, "candidates": int(candidates),
+        return {"prompt": prompt, "candidates": candidates,
                 "columns": [_column_json(tokenizer, c, r) for c, r in zip(COLUMNS, rows, strict=True)]}
 
     explain.__doc__ = ("API `/explain`: per column its text and tokens, each token with its top "

@@ -78,7 +78,7 @@ def restore(history, picked):
 def share_query(prompt, *values) -> str:
     """The share link's query string for the controls (the browser adds its address)."""
     names = [name for name, _ in share.page_controls()]
-    bad = [n for (n, k), v in zip(share.page_controls(), values, strict=False) if k.problem(v)]
+    bad = [n for (n, k), v in zip(share.page_controls(), values, strict=False) if k.check(v)[1]]
     if not isinstance(prompt, str) or len(values) != len(names) or bad:
         raise rejected("Cannot share: " + (", ".join(bad) or "the settings") + " not valid.")
     return share.query_string(prompt, values)

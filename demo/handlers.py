@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import gradio as gr
 
@@ -28,26 +29,43 @@ def rejected(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def check_request(prompt: object, values: Sequence[tuple[Knob, object]]) -> None:
-    """Refuse a request the demo cannot serve, naming every problem at once.
+def prompt_problem(prompt: object) -> str | None:
+    """What is wrong with the prompt as received (None when it can be served)."""
+    if not isinstance(prompt, str):
+        return f"the prompt must be text, got {type(prompt).__name__ if prompt is not None else 'null'}"
+    if not prompt.strip():
+        return "the prompt is empty: type the opening of an abstract"
+    if prompt_problems(prompt):  # JSON escapes can smuggle in lone surrogates
+        return "the prompt is not valid Unicode text"
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+    return None
+
+
+def check_request(prompt: object, values: Sequence[tuple[Knob, object]]) -> list[int | float]:
+    """Refuse a request the demo cannot serve, naming every problem once.
 
     Args:
         prompt: the prompt as received.
         values: (knob, value as received) pairs, in the order to report them.
 
+    Returns:
+        The values as SamplingParams takes them, in the same order.
+
     Raises:
         gr.Error: listing each bad input.
     """
-    problems = []
-    if not isinstance(prompt, str) or not prompt.strip():
-        problems.append("the prompt is empty: type the opening of an abstract")
-    elif prompt_problems(prompt):  # JSON escapes can smuggle in lone surrogates
-        problems.append("the prompt is not valid Unicode text")
-    elif len(prompt) > MAX_PROMPT_CHARS:
-        problems.append(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-    problems += [m for knob, value in values if (m := knob.problem(value)) is not None]
+    problem = prompt_problem(prompt)
+    problems = [] if problem is None else [problem]
+    checked = []
+    for knob, value in values:
+        number, problem = knob.check(value)
+        checked.append(number)
+        if problem is not None:
+            problems.append(problem)
     if problems:
         raise rejected("Cannot generate: " + "; ".join(problems) + ".")
+    return checked
 
 
 def stream_rows(server: Server, prompt: str, params: Sequence[SamplingParams], max_new_tokens,
@@ -60,7 +78,7 @@ def stream_rows(server: Server, prompt: str, params: Sequence[SamplingParams], m
             busy, or the engine failed on this request.
     """
     try:
-        stream = server.open(prompt, params, int(max_new_tokens), candidates=candidates)
+        stream = server.open(prompt, params, max_new_tokens, candidates=candidates)
     except Busy as err:
         raise rejected(f"Busy: {err}.") from err
     except ValueError as err:
@@ -80,9 +98,9 @@ def column_endpoint(server: Server, column: Column) -> Callable[..., Iterator[st
     knobs = api_knobs([column])
 
     def endpoint(prompt: str, max_new_tokens: int, *values) -> Iterator[str]:
-        check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
-        named = {k.name: v for k, v in zip(knobs, values, strict=True)}
-        for update in stream_rows(server, prompt, [column.params(named)], max_new_tokens):
+        max_new, *checked = check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
+        named = {k.name: v for k, v in zip(knobs, checked, strict=True)}
+        for update in stream_rows(server, prompt, [column.params(named)], max_new):
             yield update.rows[0].text
 
     endpoint.__doc__ = f"API `/{column.endpoint}`: {column.summary}."
@@ -97,9 +115,9 @@ def generate_endpoint(server: Server, columns: Sequence[Column] | None = None,
     knobs = api_knobs(columns)
 
     def generate(prompt: str, max_new_tokens: int, *values) -> Iterator[tuple[str, ...]]:
-        check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
-        named = {k.name: v for k, v in zip(knobs, values, strict=True)}
-        for update in stream_rows(server, prompt, [c.params(named) for c in columns], max_new_tokens):
+        max_new, *checked = check_request(prompt, [(MAX_NEW, max_new_tokens), *zip(knobs, values, strict=True)])
+        named = {k.name: v for k, v in zip(knobs, checked, strict=True)}
+        for update in stream_rows(server, prompt, [c.params(named) for c in columns], max_new):
             yield tuple(row.text for row in update.rows)
 
     generate.__doc__ = (f"API `/{name}`: the continuations "
@@ -107,18 +125,31 @@ def generate_endpoint(server: Server, columns: Sequence[Column] | None = None,
     return generate
 
 
-def page_params(max_new_tokens, seed, values: Sequence) -> tuple[list, list[SamplingParams]]:
-    """The page's controls after the prompt as (knob, value) checks and one SamplingParams per
-    column: values are each column's knobs in order, then the advanced knobs."""
-    values = list(values)
-    advanced = dict(zip((k.name for k in ADVANCED), values[len(values) - len(ADVANCED):], strict=True))
-    checks, params = [(MAX_NEW, max_new_tokens)], []
+def view_params(prompt: object, max_new_tokens: object, seed: object,
+                values: Sequence[object]) -> tuple[int, list[SamplingParams]]:
+    """The browser event's inputs checked (as the API's are) and made into one SamplingParams
+    per column.
+
+    Args:
+        prompt, max_new_tokens, seed: as received.
+        values: each column's knobs in order, then the advanced knobs, as received.
+
+    Returns:
+        (max_new_tokens, the columns' SamplingParams).
+
+    Raises:
+        gr.Error: listing each bad input (a column's knob is named with the column's title).
+    """
+    knobs = [replace(k, name=f"{c.title} {k.name}") for c in COLUMNS for k in c.knobs] + list(ADVANCED)
+    pairs = [(MAX_NEW, max_new_tokens), (SEED, seed), *zip(knobs, values, strict=True)]
+    max_new, seed, *checked = check_request(prompt, pairs)
+    advanced = dict(zip((k.name for k in ADVANCED), checked[len(checked) - len(ADVANCED):], strict=True))
+    params = []
     for column in COLUMNS:
-        own, values = values[:len(column.knobs)], values[len(column.knobs):]
-        checks += zip(column.knobs, own, strict=True)
+        own, checked = checked[:len(column.knobs)], checked[len(column.knobs):]
         params.append(column.params({**advanced, "seed": seed,
                                      **{k.name: v for k, v in zip(column.knobs, own, strict=True)}}))
-    return checks + [(SEED, seed)], params
+    return max_new, params
 
 
 def view_handler(server: Server) -> Callable[..., Iterator[list]]:
@@ -128,10 +159,9 @@ def view_handler(server: Server) -> Callable[..., Iterator[list]]:
     tokenizer = server.engine.tokenizer
 
     def generate_view(prompt: str, max_new_tokens: int, seed: int, *values) -> Iterator[list]:
-        checks, params = page_params(max_new_tokens, seed, values)
-        check_request(prompt, checks)
+        max_new, params = view_params(prompt, max_new_tokens, seed, values)
         last, rows = 0.0, []
-        for update in stream_rows(server, prompt, params, max_new_tokens, candidates=PANEL_CANDIDATES):
+        for update in stream_rows(server, prompt, params, max_new, candidates=PANEL_CANDIDATES):
             rows = update.rows
             if time.monotonic() - last >= UI_REFRESH_S:
                 last = time.monotonic()

@@ -46,12 +46,18 @@ def query_string(prompt: str, values: Sequence[float]) -> str:
     """
     pairs = [("prompt", prompt)]
     for (name, knob), value in zip(page_controls(), values, strict=True):
-        pairs.append((name, _shown(knob.value(value))))
+        number, _ = knob.check(value)
+        pairs.append((name, _shown(knob, knob.default if number is None else number)))
     return urlencode(pairs)
 
 
-def _shown(value: float | int) -> str:
-    return str(value) if isinstance(value, int) else repr(float(value))
+def _number(knob: Knob, value: float) -> int | float:
+    return int(value) if knob.whole else float(value)
+
+
+def _shown(knob: Knob, value: float) -> str:
+    value = _number(knob, value)
+    return str(value) if isinstance(value, int) else repr(value)
 
 
 def read_query(query: Mapping[str, str]) -> tuple[str | None, list[float], list[str]]:
@@ -104,9 +110,9 @@ def _read_knob(knob: Knob, text: str | None, name: str) -> tuple[float, str | No
         value = float(round(value))
     value = min(max(value, low), high)
     if value != wanted:
-        allowed = f"{knob.value(low)} to {knob.value(high)}" + (", whole" if knob.whole else "")
-        return knob.value(value), f"{name}={text[:40]!r} became {knob.value(value)} (allowed: {allowed})"
-    return knob.value(value), None
+        allowed = f"{_number(knob, low)} to {_number(knob, high)}" + (", whole" if knob.whole else "")
+        return _number(knob, value), f"{name}={text[:40]!r} became {_number(knob, value)} (allowed: {allowed})"
+    return _number(knob, value), None
 
 
 def notes_markdown(notes: Sequence[str]) -> str:

@@ -19,6 +19,7 @@ from .columns import (
     generate_columns,
 )
 from .endpoints import explain_endpoint
+from .guard import APP_KWARGS, bound_event_log, check_input_count
 from .handlers import column_endpoint, generate_endpoint, view_handler
 from .panel import PANEL_CSS
 from .view import model_panel
@@ -113,7 +114,9 @@ def build_demo(server: Server) -> gr.Blocks:
         inputs = [prompt, *controls]
         view_outs = [*outs, run, panel, choice, selection]
         page_run = explorer.page_run(view_handler(server))
-        private = {"api_visibility": "private"}
+        # preprocess=False everywhere: the handlers check what was sent (a Textbox would make
+        # a list a str, a Slider would compare "nan"), by the same rules as the API's.
+        private = {"api_visibility": "private", "preprocess": False}
         record = (explorer.record_handler(), [no_label, *inputs, history], [history, breadcrumb])
         runs = []
         for name, trigger in [("generate_view", buttons["Generate"].click), ("generate_view_submit", prompt.submit)]:
@@ -136,20 +139,14 @@ def build_demo(server: Server) -> gr.Blocks:
             None, link, link, js=share.SHARE_JS, api_name="share_link", **private)
         loaded = demo.load(explorer.from_link, None, [*inputs, note, autorun], api_name="open_link", **private)
         runs.append(loaded.then(page_run, [autorun, *inputs], view_outs, api_name="open_link_run", **private))
-        buttons["Stop"].click(None, cancels=runs, api_name="stop", **private)
+        # A handler that does nothing (Gradio cancels the run): with none, a raw call of
+        # /gradio_api/call/stop is Gradio's "function has no backend method" traceback.
+        buttons["Stop"].click(lambda *_: None, None, None, cancels=runs, api_name="stop",
+                              show_progress="hidden", **private)
         buttons["Clear"].add([prompt, *outs, link])
         _api_endpoints(server)
+    check_input_count(demo)
     return demo
-
-
-def whole_number(value: int, label: str) -> gr.Number:
-    """A Number the API documents as an integer but passes on unrounded, so 1.5 is refused.
-
-    (precision=0 would round 1.5 to 2; a Number subclass would make Gradio write app.pyi.)
-    """
-    box = gr.Number(value, label=label)
-    box.api_info = lambda: {"type": "integer"}
-    return box
 
 
 def _api_endpoints(server: Server) -> None:
@@ -158,23 +155,23 @@ def _api_endpoints(server: Server) -> None:
     column's text) and /explain (every column's tokens and their candidates, JSON)."""
     with gr.Group(visible=False):
         trigger = gr.Button()
-        prompt, max_new = gr.Textbox(label="prompt"), whole_number(MAX_NEW.default, label=MAX_NEW.name)
-        boxes = {k.name: (whole_number if k.whole else gr.Number)(k.default, label=k.name)
-                 for k in api_knobs(COLUMNS)}
+        prompt = gr.Textbox(label="prompt")
+        boxes = {k.name: gr.Number(k.default, label=k.name, precision=0 if k.whole else None)
+                 for k in [MAX_NEW, *api_knobs(COLUMNS), CANDIDATES]}
         texts = {c.key: gr.Textbox(label=c.key) for c in COLUMNS}
-        candidates = whole_number(CANDIDATES.default, label=CANDIDATES.name)
         explained = gr.JSON(label="explain")
     endpoints = [(generate_endpoint(server), "generate", generate_columns())]
     endpoints += [(column_endpoint(server, c), c.endpoint, [c]) for c in COLUMNS]
     endpoints += [(generate_endpoint(server, COLUMNS, "generate_all"), "generate_all", COLUMNS)]
     for fn, name, served in endpoints:
-        inputs = [prompt, max_new] + [boxes[k.name] for k in api_knobs(served)]
+        inputs = [prompt] + [boxes[k.name] for k in [MAX_NEW, *api_knobs(served)]]
         outputs = [texts[c.key] for c in served] if name.startswith("generate") else texts[served[0].key]
         trigger.click(fn, inputs, outputs, api_name=name, api_description=fn.__doc__,
-                      show_progress="hidden")
+                      show_progress="hidden", preprocess=False)
     explain = explain_endpoint(server)
-    trigger.click(explain, [prompt, max_new, *(boxes[k.name] for k in api_knobs(COLUMNS)), candidates],
-                  explained, api_name="explain", api_description=explain.__doc__, show_progress="hidden")
+    trigger.click(explain, [prompt, *(boxes[k.name] for k in [MAX_NEW, *api_knobs(COLUMNS), CANDIDATES])],
+                  explained, api_name="explain", api_description=explain.__doc__, show_progress="hidden",
+                  preprocess=False)
     stats = gr.JSON(visible=False)
     trigger.click(server.stats, None, stats, api_name="serving_stats",
                   api_visibility="undocumented", show_progress="hidden")
@@ -190,5 +187,7 @@ def launch(demo: gr.Blocks, server: Server, host: str | None, port: int | None, 
         # hold one; the loop bounds the work and answers "busy" beyond queue_size.
         demo.queue(max_size=None, default_concurrency_limit=None)
         threads = config.max_rows + config.queue_size + 8
+    bound_event_log(demo)
     demo.launch(server_name=host, server_port=port, share=share, max_threads=threads,
-                theme=gr.themes.Soft(), css=CSS, footer_links=["api"], max_file_size=MAX_UPLOAD_BYTES)
+                theme=gr.themes.Soft(), css=CSS, footer_links=["api"], max_file_size=MAX_UPLOAD_BYTES,
+                app_kwargs=dict(APP_KWARGS))

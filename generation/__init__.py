@@ -6,10 +6,11 @@
     logprobs = engine.score("We propose a method.").logprobs
 """
 
+from .configs import ModelFileError
 from .engine import Engine
 from .sampling.candidates import Candidates
 from .sampling.params import Hypothesis, RowResult, RowStats, SamplingParams, StepUpdate
 from .score import ScoreResult
 
-__all__ = ["Candidates", "Engine", "Hypothesis", "RowResult", "RowStats", "SamplingParams",
-           "ScoreResult", "StepUpdate"]
+__all__ = ["Candidates", "Engine", "Hypothesis", "ModelFileError", "RowResult", "RowStats",
+           "SamplingParams", "ScoreResult", "StepUpdate"]

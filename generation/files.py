@@ -11,15 +11,12 @@ exported by optimum alone) it runs optimum's `model.onnx` / `model_int8.onnx`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer
-
+from .configs import ModelFileError, read_json
 from .contract import DECODE_FORMAT, DECODE_JSON, OPTIMUM_FILES, PRECISIONS
-from .sampling.params import SamplingParams
 
 # Without a choice: the quantized file when it exists (smaller and faster on a CPU).
 _DEFAULT_ORDER = ("int8", "fp32", "int4")
@@ -42,22 +39,6 @@ class ModelFiles:
     precision: str
     meta_dir: Path
     decode: dict | None = None
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What the engine needs from config.json and generation_config.json."""
-
-    model_type: str
-    context: int
-    vocab_size: int
-    layers: int
-    heads: int
-    hidden: int
-    parameters: int
-    eos_ids: tuple[int, ...]
-    default_params: SamplingParams
-    default_max_new_tokens: int | None
 
 
 def choose_onnx(files: list[str], precision: str | None) -> tuple[str, str]:
@@ -106,6 +87,8 @@ def choose_decode(meta: dict, precision: str | None) -> tuple[str, str]:
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     files = meta.get("files") or {}
+    if not isinstance(files, dict) or not all(isinstance(f, str) for f in files.values()):
+        raise ModelFileError(f"decode.json's files must map precisions to file names, got {files!r}"[:300])
     chosen = precision or meta.get("default")
     if chosen not in files:
         found = ", ".join(f"{p} ({f})" for p, f in files.items()) or "none"
@@ -170,7 +153,7 @@ def resolve(model: str | os.PathLike, precision: str | None = None,
 def _local(root: Path, precision: str | None, use_decode: bool) -> ModelFiles:
     files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
     rel, chosen, meta = choose_model_file(files, precision, use_decode,
-                                          lambda rel: json.loads((root / rel).read_text()))
+                                          lambda rel: read_json(root / rel))
     return _files(root, rel, chosen, meta)
 
 
@@ -185,7 +168,7 @@ def _download(repo_id: str, precision: str | None, use_decode: bool) -> ModelFil
         # file to take; then that file and its external data (never the PyTorch weights).
         root = Path(snapshot_download(repo_id, allow_patterns=["*.json"]))
         rel, chosen, meta = choose_model_file(files, precision, use_decode,
-                                              lambda rel: json.loads((root / rel).read_text()))
+                                              lambda rel: read_json(root / rel))
         root = Path(snapshot_download(repo_id, allow_patterns=[rel, rel + "_data", rel + ".data"]))
     except OSError as error:  # HTTP errors, no network, offline mode (all OSErrors)
         try:
@@ -201,75 +184,5 @@ def _files(root: Path, rel: str, precision: str, decode: dict | None) -> ModelFi
     meta_dir = onnx.parent if (onnx.parent / "tokenizer.json").is_file() else root
     for name in ("tokenizer.json", "config.json"):
         if not (meta_dir / name).is_file():
-            raise ValueError(f"{name} is missing beside {onnx} (looked in {meta_dir})")
+            raise ModelFileError(f"{name} is missing beside {onnx} (looked in {meta_dir})")
     return ModelFiles(root=root, onnx=onnx, precision=precision, meta_dir=meta_dir, decode=decode)
-
-
-def load_tokenizer(files: ModelFiles) -> Tokenizer:
-    """The `tokenizers` tokenizer from tokenizer.json."""
-    return Tokenizer.from_file(str(files.meta_dir / "tokenizer.json"))
-
-
-def read_config(files: ModelFiles) -> ModelConfig:
-    """Read config.json and (when present) generation_config.json.
-
-    Raises:
-        ValueError: config.json lacks the context size, vocabulary size or layer count.
-    """
-    cfg = json.loads((files.meta_dir / "config.json").read_text())
-    gen_path = files.meta_dir / "generation_config.json"
-    gen = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
-
-    def first(*keys):
-        return next((cfg[k] for k in keys if cfg.get(k) is not None), None)
-
-    context = first("max_position_embeddings", "n_positions", "n_ctx")
-    vocab = first("vocab_size")
-    layers = first("num_layers", "n_layer", "num_hidden_layers")
-    hidden = first("hidden_size", "n_embd") or 0
-    heads = first("num_heads", "n_head", "num_attention_heads") or 0
-    missing = [n for n, v in (("context size", context), ("vocab_size", vocab), ("layers", layers)) if v is None]
-    if missing:
-        raise ValueError(f"config.json lacks {', '.join(missing)}")
-    eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
-    eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
-    return ModelConfig(
-        model_type=cfg.get("model_type", ""),
-        context=int(context),
-        vocab_size=int(vocab),
-        layers=int(layers),
-        heads=int(heads),
-        hidden=int(hidden),
-        parameters=count_parameters(cfg),
-        eos_ids=tuple(int(e) for e in eos_ids),
-        default_params=default_params(gen),
-        default_max_new_tokens=gen.get("max_new_tokens"),
-    )
-
-
-def default_params(gen: dict) -> SamplingParams:
-    """SamplingParams equivalent to transformers' defaults for a generation_config.json dict."""
-    penalty = float(gen.get("repetition_penalty") or 1.0)
-    if not gen.get("do_sample", False):
-        return SamplingParams(repetition_penalty=penalty)
-    return SamplingParams(
-        temperature=float(gen.get("temperature", 1.0) or 0.0),
-        top_k=int(gen.get("top_k", 50) or 0),  # transformers samples with top_k=50 by default
-        top_p=float(gen.get("top_p", 1.0) or 1.0),
-        min_p=float(gen.get("min_p") or 0.0),
-        repetition_penalty=penalty,
-    )
-
-
-def count_parameters(cfg: dict) -> int:
-    """Parameter count of a GPT-Neo or GPT-2 config (tied embeddings counted once); 0 if unknown."""
-    kind = cfg.get("model_type")
-    if kind not in ("gpt_neo", "gpt2"):
-        return 0
-    h = cfg.get("hidden_size") or cfg.get("n_embd")
-    inner = cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * h
-    positions = cfg.get("max_position_embeddings") or cfg.get("n_positions")
-    layers = cfg.get("num_layers") or cfg.get("n_layer")
-    qkv_bias = 3 * h if kind == "gpt2" else 0  # GPT-Neo's q/k/v projections have no bias
-    per_layer = 2 * h + 3 * h * h + qkv_bias + h * h + h + 2 * h + h * inner + inner + inner * h + h
-    return cfg["vocab_size"] * h + positions * h + layers * per_layer + 2 * h

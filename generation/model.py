@@ -8,7 +8,10 @@ import os
 import time
 from collections.abc import Sequence
 
-from .files import ModelConfig, load_tokenizer, read_config, resolve
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+from .configs import ModelConfig, ModelFileError, load_tokenizer, read_config
+from .files import resolve
 from .request import Prepared
 from .runners.base import Runner
 from .runners.decode_graph import DecodeRunner
@@ -51,13 +54,13 @@ class Model:
         # The decode graph is CPU-only (its fp32 attention kernel has no CUDA version): a CUDA
         # request runs optimum's graph.
         files = resolve(model, precision, use_decode=provider != "cuda")
-        config = read_config(files)
-        tokenizer = load_tokenizer(files)
+        config = read_config(files.meta_dir)
+        tokenizer = load_tokenizer(files.meta_dir)
         if files.decode is not None:
-            session, used = create_session(str(files.onnx), "cpu")
+            session, used = _open_session(files.onnx, "cpu")
             runner = DecodeRunner(session, used)
         else:
-            session, used = create_session(str(files.onnx), provider)
+            session, used = _open_session(files.onnx, provider)
             runner = OptimumRunner(session, used, map_io(session, config.heads, config.hidden))
             if used == "cuda" and provider is None:
                 runner = _working_or_cpu(runner, files, config)
@@ -196,3 +199,19 @@ def _working_or_cpu(runner: Runner, files, config) -> Runner:
     except Exception:  # noqa: BLE001 - any CUDA failure means: use the CPU
         session, used = create_session(str(files.onnx), "cpu")
         return OptimumRunner(session, used, map_io(session, config.heads, config.hidden))
+
+
+# What ONNX Runtime raises for a file it cannot load (a truncated or foreign file, a missing or
+# short external-data file, a graph that does not check).
+_LOAD_ERRORS = (ort_errors.InvalidProtobuf, ort_errors.Fail, ort_errors.NoSuchFile,
+                ort_errors.InvalidGraph, ort_errors.InvalidArgument, ort_errors.NoModel)
+
+
+def _open_session(path, provider):
+    """`create_session`, with a file ONNX Runtime cannot load told as a ModelFileError."""
+    try:
+        return create_session(str(path), provider)
+    except _LOAD_ERRORS as err:
+        detail = " ".join(str(err).split())[:300]
+        raise ModelFileError(f"{path} cannot be loaded by ONNX Runtime (truncated or corrupted? "
+                             f"re-export or re-download it): {detail}") from None

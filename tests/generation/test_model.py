@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from generation import Engine, SamplingParams
-from generation.files import choose_model_file, choose_onnx, default_params
+from generation.configs import default_params
+from generation.files import choose_model_file, choose_onnx
 from generation.runners.session import cuda_device_count
 from tests.conftest import REPO_ROOT
 from tests.generation.conftest import PROMPTS
