@@ -95,18 +95,26 @@ def from_link(request: gr.Request):
             share.notes_markdown(notes), prompt is not None]
 
 
-def page_run(view_fn):
+def page_run(view_fn, gated: bool = False):
     """The page's run: the view handler's outputs, then the panel, its choices and the
     selection, cleared when the run starts (they belong to the previous run).
 
-    The first argument says whether to run at all (False: a page opened without a link)."""
+    Args:
+        view_fn: the view handler.
+        gated: the run takes a first input saying whether to run at all (a page opened
+            without a share link does not).
+    """
+    skipped = len(COLUMNS) * 3 + sum(c.beam for c in COLUMNS) + 4
 
-    def run(go: bool, *args):
-        if not go:
-            yield [gr.skip()] * (len(COLUMNS) * 3 + sum(c.beam for c in COLUMNS) + 4)
-            return
+    def run(*args):
         cleared = [NO_SELECTION, gr.update(choices=[], value=None), None]
         for i, out in enumerate(view_fn(*args)):
             yield [*out, *(cleared if i == 0 else [gr.skip()] * 3)]
 
-    return run
+    def run_if(go: bool, *args):
+        if go is True:
+            yield from run(*args)
+        else:
+            yield [gr.skip()] * skipped
+
+    return run_if if gated else run

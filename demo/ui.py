@@ -109,7 +109,7 @@ def build_demo(server: Server) -> gr.Blocks:
         with gr.Accordion("model", open=True):
             gr.Markdown(model_panel(server.engine.info))
         run, selection, history, label = gr.State(None), gr.State(None), gr.State([]), gr.State(None)
-        yes, no_label, autorun = gr.State(True), gr.State(None), gr.State(False)
+        no_label, autorun = gr.State(None), gr.State(False)
         outs = [o[i] for i in range(3) for o in columns] + [o[3] for o in columns if len(o) > 3]
         inputs = [prompt, *controls]
         view_outs = [*outs, run, panel, choice, selection]
@@ -120,25 +120,26 @@ def build_demo(server: Server) -> gr.Blocks:
         record = (explorer.record_handler(), [no_label, *inputs, history], [history, breadcrumb])
         runs = []
         for name, trigger in [("generate_view", buttons["Generate"].click), ("generate_view_submit", prompt.submit)]:
-            runs.append(trigger(page_run, [yes, *inputs], view_outs, api_name=name, **private))
+            runs.append(trigger(page_run, inputs, view_outs, api_name=name, **private))
             runs[-1].success(*record, api_name=f"{name}_record", **private)
         for i, col in enumerate(columns):
             col[2].select(explorer.select_handler(tokenizer, i), [run], [panel, choice, selection],
                           api_name=f"select_{COLUMNS[i].key}", **private)
         forked = fork_button.click(explorer.fork_handler(tokenizer), [run, selection, choice, history],
                                    [*inputs, label], api_name="fork", **private)
-        runs.append(forked.success(page_run, [yes, *inputs], view_outs, api_name="fork_run", **private))
+        runs.append(forked.success(page_run, inputs, view_outs, api_name="fork_run", **private))
         runs[-1].success(explorer.record_handler(), [label, *inputs, history], [history, breadcrumb],
                          api_name="fork_record", **private)
         restored = breadcrumb.input(explorer.restore, [history, breadcrumb], inputs,
                                     api_name="restore", **private)
-        runs.append(restored.success(page_run, [yes, *inputs], view_outs, api_name="restore_run", **private))
+        runs.append(restored.success(page_run, inputs, view_outs, api_name="restore_run", **private))
         # The server writes the query string into the link box, the browser puts its own address
         # in front (see share.py).
         buttons["Share"].click(explorer.share_query, inputs, link, api_name="share", **private).then(
             None, link, link, js=share.SHARE_JS, api_name="share_link", **private)
         loaded = demo.load(explorer.from_link, None, [*inputs, note, autorun], api_name="open_link", **private)
-        runs.append(loaded.then(page_run, [autorun, *inputs], view_outs, api_name="open_link_run", **private))
+        link_run = explorer.page_run(view_handler(server), gated=True)
+        runs.append(loaded.then(link_run, [autorun, *inputs], view_outs, api_name="open_link_run", **private))
         # A handler that does nothing (Gradio cancels the run): with none, a raw call of
         # /gradio_api/call/stop is Gradio's "function has no backend method" traceback.
         buttons["Stop"].click(lambda *_: None, None, None, cancels=runs, api_name="stop",

@@ -19,7 +19,7 @@ def test_every_control_round_trips_through_the_link():
     names = [name for name, _ in controls]
     assert "seed" in names and "max_new_tokens" in names and "top_k_top_p.top_p" in names
     # Not the defaults: each control at a value of its own, within its slider.
-    values = [k.value(k.minimum + (k.maximum - k.minimum) * 0.37) for _, k in controls]
+    values = [(int if k.whole else float)(k.minimum + (k.maximum - k.minimum) * 0.37) for _, k in controls]
     assert values != [k.default for _, k in controls]
     prompt, got, notes = back(query_string(PROMPT, values))
     assert (prompt, got, notes) == (PROMPT, values, [])
