@@ -20,8 +20,12 @@ def select_handler(tokenizer, column: int):
     """The `.select` handler of one column's shaded view: (run) -> the panel, its candidate
     choices and the selection (column, piece)."""
 
-    def select(run: dict | None, evt: gr.SelectData):
-        index = evt.index if isinstance(evt.index, int) else -1
+    # gr.EventData, not gr.SelectData: Gradio builds a SelectData by indexing the event's data
+    # before any handler runs, so a raw call without it would be a traceback, not a refusal.
+    def select(run: dict | None, evt: gr.EventData):
+        data = evt._data if isinstance(evt._data, dict) else {}
+        index = data.get("index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else -1
         found = None if not run else selected_entry(tokenizer, run, column, index)
         if found is None:
             return (NO_SELECTION + " (no candidates for that token yet: wait for the run to end)",

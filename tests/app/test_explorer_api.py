@@ -136,3 +136,18 @@ BAD = [
 def test_bad_input_to_the_explorer_endpoints_is_a_clear_error(client, api_name, args, message):
     with pytest.raises(AppError, match=message):
         client.predict(*args, api_name=api_name)
+
+
+def test_the_explorer_s_private_events_refuse_raw_calls_in_one_line(server):
+    from tests.app.test_raw_api import call, refusal, view_inputs
+
+    assert "Pick a token" in refusal(server, "fork", [None, None, 0, None])
+    assert "no longer in the breadcrumb" in refusal(server, "restore", [None, "x"])
+    controls = view_inputs()[1:]
+    assert "Cannot share: seed" in refusal(server, "share", [PROMPT, controls[0], "nan", *controls[2:]])
+    assert "Cannot share" in refusal(server, "share", [["a"], *controls])
+    kind, data = call(server, "share", [PROMPT, *controls])
+    assert kind == "complete" and data[0].startswith("prompt=In+this+paper")
+    kind, _ = call(server, "select_greedy", [None])
+    assert kind in ("complete", "error")
+    assert "Traceback" not in server.log.read_text()
