@@ -1,4 +1,4 @@
-"""The demo: greedy, sampling and top-k/top-p decoding of one prompt side by side, streaming.
+"""The demo: greedy, sampling, top-k/top-p and beam search of one prompt side by side, streaming.
 
     python app.py [--model PATH_OR_HUB_ID] [--host HOST] [--port PORT] [--share]
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from generation import SamplingParams
 from generation.sampling.pipeline import WARPERS
+from generation.sampling.search import SEARCH
 
 MAX_NEW_TOKENS = 512
 _WARPERS = {w.field: w for w in WARPERS}
@@ -130,6 +131,19 @@ MAX_NEW = Knob("max_new_tokens", "max new tokens", 1, MAX_NEW_TOKENS, 64, 1,
                Bounds(whole=True, low=1, high=MAX_NEW_TOKENS))
 # SamplingParams takes any integer >= 0 as a seed.
 SEED = Knob("seed", "seed (sampling columns)", 0, 2**31 - 1, 0, 1, Bounds(whole=True, low=0))
+# Beam search: 1 beam is greedy. length_penalty divides a hypothesis' summed log-probs by
+# length ** length_penalty: 0 = no normalisation (short hypotheses win), 1 = transformers'
+# default (the mean), 2 = long ones favoured; below 0 the shortest wins, which the slider
+# leaves out. The API takes the engine's range (its SEARCH table); beams stay 1-8 (issue 20).
+NUM_BEAMS = Knob("num_beams", "beams (1 = greedy)", 1, 8, 4, 1,
+                 Bounds(whole=True, low=1, high=8, note="1 = greedy"))
+_PENALTY = next(k for k in SEARCH if k.field == "length_penalty")
+LENGTH_PENALTY = Knob("length_penalty", "length penalty", 0.0, 2.0, 1.0, 0.1,
+                      Bounds(low=_PENALTY.low, high=_PENALTY.high, note="1 = the default"))
+# /explain's candidates per token.
+MAX_CANDIDATES = 20
+CANDIDATES = Knob("candidates", "candidates per token", 1, MAX_CANDIDATES, 5, 1,
+                  Bounds(whole=True, low=1, high=MAX_CANDIDATES))
 # The UI's advanced knobs, shared by every column (not in the API).
 ADVANCED = (
     Knob("min_p", "min-p (0 = off)", 0.0, 1.0, 0.0, 0.01, Bounds.of("min_p")),
@@ -153,6 +167,8 @@ class Column:
         seeded: it draws at random, so it takes the seed.
         in_generate: one of /generate's outputs (those stay the first three columns: clients
             unpack three texts).
+        advanced: the names of the page's advanced knobs it takes.
+        beam: it searches with beams (its result has hypotheses; candidates carry beam scores).
     """
 
     key: str
@@ -165,11 +181,14 @@ class Column:
     fixed: Mapping = field(default_factory=dict)
     seeded: bool = True
     in_generate: bool = False
+    advanced: tuple[str, ...] = tuple(k.name for k in ADVANCED)
+    beam: bool = False
 
     def params(self, values: Mapping[str, float]) -> SamplingParams:
         """Its SamplingParams from checked knob values by name (its knobs; the seed and the
-        advanced knobs when given)."""
-        knobs = self.knobs + ADVANCED + ((SEED,) if self.seeded else ())
+        advanced knobs it takes when given)."""
+        advanced = tuple(k for k in ADVANCED if k.name in self.advanced)
+        knobs = self.knobs + advanced + ((SEED,) if self.seeded else ())
         given = {k.name: values[k.name] for k in knobs if k.name in values}
         return SamplingParams(**self.fixed, **given)
 
@@ -185,6 +204,13 @@ COLUMNS = (
            "a draw from the k likeliest tokens within mass p", "top_k_top_p",
            "sampling at `temperature` from the top-k tokens within top-p mass",
            knobs=(TEMPERATURE, TOP_K, TOP_P), in_generate=True),
+    # Deterministic: no seed, none of the advanced knobs (the engine refuses min-p with beams);
+    # early_stopping stays False, transformers' default.
+    Column("beam", "beam search", "Beam search",
+           "the likeliest whole continuation of `num_beams` kept every step", "beam_search",
+           "the best of `num_beams` beams (scores divided by length ** `length_penalty`)",
+           knobs=(NUM_BEAMS, LENGTH_PENALTY), fixed={"early_stopping": False}, seeded=False,
+           advanced=(), beam=True),
 )
 
 

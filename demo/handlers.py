@@ -15,9 +15,11 @@ from generation.sampling.params import prompt_problems
 from generation.serve import Busy, Server
 
 from .columns import ADVANCED, COLUMNS, MAX_NEW, SEED, Column, Knob, api_knobs, generate_columns
+from .panel import run_record
 from .view import view
 
 MAX_PROMPT_CHARS = 4000
+PANEL_CANDIDATES = 5  # what the page's runs ask per token (the API endpoints ask none)
 UI_REFRESH_S = 0.05  # the browser view is redrawn at most this often (the API gets every step)
 
 
@@ -66,15 +68,17 @@ def check_request(prompt: object, values: Sequence[tuple[Knob, object]]) -> list
     return checked
 
 
-def stream_rows(server: Server, prompt: str, params: Sequence[SamplingParams], max_new_tokens) -> Iterator:
-    """The request's StepUpdates, with the server's outcomes told to the user.
+def stream_rows(server: Server, prompt: str, params: Sequence[SamplingParams], max_new_tokens,
+                candidates: int = 0) -> Iterator:
+    """The request's StepUpdates, with the server's outcomes told to the user (`candidates`:
+    per emitted token, that many candidates in `RowResult.candidates`; 0 = none).
 
     Raises:
         gr.Error: the engine refuses the settings (e.g. min-p outside [0, 1]), the server is
             busy, or the engine failed on this request.
     """
     try:
-        stream = server.open(prompt, params, max_new_tokens)
+        stream = server.open(prompt, params, max_new_tokens, candidates=candidates)
     except Busy as err:
         raise rejected(f"Busy: {err}.") from err
     except ValueError as err:
@@ -103,9 +107,11 @@ def column_endpoint(server: Server, column: Column) -> Callable[..., Iterator[st
     return endpoint
 
 
-def generate_endpoint(server: Server) -> Callable[..., Iterator[tuple[str, ...]]]:
-    """The handler of `/generate`: (prompt, max_new_tokens, *knobs) -> the columns' texts."""
-    columns = generate_columns()
+def generate_endpoint(server: Server, columns: Sequence[Column] | None = None,
+                      name: str = "generate") -> Callable[..., Iterator[tuple[str, ...]]]:
+    """The handler of `/generate` (or of `/NAME` for other columns): (prompt, max_new_tokens,
+    *their knobs) -> the columns' texts."""
+    columns = generate_columns() if columns is None else list(columns)
     knobs = api_knobs(columns)
 
     def generate(prompt: str, max_new_tokens: int, *values) -> Iterator[tuple[str, ...]]:
@@ -114,7 +120,7 @@ def generate_endpoint(server: Server) -> Callable[..., Iterator[tuple[str, ...]]
         for update in stream_rows(server, prompt, [c.params(named) for c in columns], max_new):
             yield tuple(row.text for row in update.rows)
 
-    generate.__doc__ = ("API `/generate`: the continuations "
+    generate.__doc__ = (f"API `/{name}`: the continuations "
                         f"({', '.join(c.key for c in columns)}), growing.")
     return generate
 
@@ -148,18 +154,20 @@ def view_params(prompt: object, max_new_tokens: object, seed: object,
 
 def view_handler(server: Server) -> Callable[..., Iterator[list]]:
     """The browser's handler: (prompt, max_new_tokens, seed, each column's knobs in order, the
-    advanced knobs) -> per column its text, stats line and tokens shaded by probability."""
+    advanced knobs) -> per column its text, stats line and tokens shaded by probability, the
+    beam columns' hypotheses, then (once, at the end) the run for the candidate panel."""
+    tokenizer = server.engine.tokenizer
 
     def generate_view(prompt: str, max_new_tokens: int, seed: int, *values) -> Iterator[list]:
         max_new, params = view_params(prompt, max_new_tokens, seed, values)
-        last, rows = 0.0, None
-        for update in stream_rows(server, prompt, params, max_new):
+        last, rows = 0.0, []
+        for update in stream_rows(server, prompt, params, max_new, candidates=PANEL_CANDIDATES):
             rows = update.rows
             if time.monotonic() - last >= UI_REFRESH_S:
                 last = time.monotonic()
-                yield view(rows)
-                rows = None
-        if rows is not None:  # the last state, if the refresh limit skipped it
-            yield view(rows)
+                yield [*view(rows), gr.skip()]
+        # The last state always, with what the panel and a fork need of the finished run.
+        done = run_record(tokenizer, prompt, [max_new_tokens, seed, *values], rows)
+        yield [*view(rows, [r["pieces"] for r in done["columns"]]), done]
 
     return generate_view
