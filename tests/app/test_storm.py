@@ -68,8 +68,9 @@ def raw_sse(url: str, read: bool) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue 18 item 13: written, never run yet (no quiet box in this session); "
-                         "run it with the skip removed, see README's app section")
+@pytest.mark.skip(reason="issue 18 item 13, open: run once on a quiet 2-core box (2026-12-07) it "
+                         "fails: 40 of 40 answered, slowest first answer 8.7 s against the 5 s bound; "
+                         "the stall is not found yet (see README's app section)")
 def test_a_storm_of_cancels_and_drops_keeps_the_server_responsive(app_model_dir, engine, tmp_path):
     proc, url = start_server(app_model_dir, tmp_path / "server.log")
     try:
