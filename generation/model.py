@@ -207,7 +207,7 @@ def _working_or_cpu(runner: Runner, files, config) -> Runner:
         runner.prefill(runner.new_cache(1, 1), 0, [0])
         return runner
     except Exception:  # noqa: BLE001 - any CUDA failure means: use the CPU
-        session, used = create_session(str(files.onnx), "cpu")
+        session, used = _open_session(files.onnx, "cpu")
         return OptimumRunner(session, used, map_io(session, config.heads, config.hidden))
 
 

@@ -41,13 +41,6 @@ class Candidates:
     emitted_rank: int
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64; -inf logits stay -inf."""
-    x = logits.astype(np.float64)
-    top = x.max(axis=-1, keepdims=True)
-    return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
-
-
 def entropy(logp: np.ndarray) -> np.ndarray:
     """Entropy in nats of each row of log-probabilities (-inf entries contribute 0)."""
     finite = np.maximum(logp, -1e30)  # exp(-1e30) = 0, and 0 * -1e30 = 0 (no 0 * -inf = nan)
