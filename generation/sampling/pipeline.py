@@ -24,12 +24,15 @@ from .warpers import (
     first_crossing,
     first_crossing_rows,
     min_p_filter,
+    top_k_candidates,
     top_k_filter,
     top_p_filter,
 )
 
 # Any k >= the vocabulary keeps every token; beyond int32 numpy cannot even hold k.
 MAX_TOP_K = 2**31 - 1
+# Rows with a top-k up to this many tokens are warped and drawn on their candidates alone.
+NARROW_TOP_K = 1024
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Warper:
         off_means: what the off value means, in error messages ("off", "greedy").
         every_row: runs on greedy rows too, before temperature, and reads the tokens each row
             has seen (the repetition penalty); otherwise it runs on sampled rows only.
+        narrow: (logits, values) -> (values [rows, m], ids [rows, m]): the same filter
+            returning only what each row keeps (`top_k_candidates`), for rows that keep at most
+            `NARROW_TOP_K` tokens: the warpers after it and the draw then work on m values.
     """
 
     field: str
@@ -59,6 +65,7 @@ class Warper:
     low_open: bool = False
     off_means: str = "off"
     every_row: bool = False
+    narrow: Callable | None = None
 
     def problem(self, value: object) -> str | None:
         """What is wrong with `value` for this field, or None when it is allowed."""
@@ -80,7 +87,7 @@ def range_problem(knob, value: object) -> str | None:
 WARPERS = (
     Warper("temperature", 0.0, apply_temperature, float, 0, 100, off_means="greedy",
            help="0 = greedy; > 0 samples (default: from generation_config.json)"),
-    Warper("top_k", 0, top_k_filter, int, 0, MAX_TOP_K,
+    Warper("top_k", 0, top_k_filter, int, 0, MAX_TOP_K, narrow=top_k_candidates,
            help="keep the k most likely tokens (0 = off)"),
     Warper("top_p", 1.0, top_p_filter, float, 0, 1, low_open=True,
            help="nucleus probability mass (1 = off)"),
@@ -91,6 +98,7 @@ WARPERS = (
 )
 _EVERY_ROW = tuple(w for w in WARPERS if w.every_row)
 _SAMPLED = tuple(w for w in WARPERS if not w.every_row)
+_NARROWS = tuple(w for w in _SAMPLED if w.narrow is not None)
 
 
 def needs_seen(params) -> bool:
@@ -141,23 +149,49 @@ def select_next(
     if greedy:
         tokens[greedy] = x[greedy].argmax(axis=-1)
     drawn = [i for i, p in enumerate(params) if not p.greedy]
-    if drawn:
-        chosen = [params[i] for i in drawn]
-        warped = x[drawn]
-        for w in _SAMPLED:
-            rows = [j for j, p in enumerate(chosen) if getattr(p, w.field) != w.off]
-            if len(rows) == len(chosen):
-                warped = w.fn(warped, [getattr(p, w.field) for p in chosen])
-            elif rows:
-                warped[rows] = w.fn(warped[rows], [getattr(chosen[j], w.field) for j in rows])
-        tokens[drawn] = sample_rows(warped, [rngs[i] for i in drawn])
+    final = None
+    if keep_warped:
+        final = x.copy() if x is logits else x
+    # Rows whose top-k keeps few tokens are warped and drawn on those alone (a row's token does
+    # not depend on the rows beside it either way: each group is warped row by row).
+    narrow = {i for i in drawn if any(0 < getattr(params[i], w.field) <= NARROW_TOP_K for w in _NARROWS)}
+    for group in ([i for i in drawn if i not in narrow], [i for i in drawn if i in narrow]):
+        if group:
+            _draw_group(x, group, params, rngs, tokens, final)
     probs = token_probabilities(logits, tokens)
     if not keep_warped:
         return tokens, probs
-    final = x.copy() if x is logits else x
-    if drawn:
-        final[drawn] = warped
     return tokens, probs, final
+
+
+def _draw_group(x: np.ndarray, group: list[int], params: Sequence, rngs: Sequence,
+                tokens: np.ndarray, final: np.ndarray | None) -> None:
+    """Warp and draw the sampled rows `group` of `x` into `tokens` (and their final logits into
+    `final`); a narrowing warper that every row of the group uses turns the rows into their
+    candidates, and the rest of the walk and the draw run on those."""
+    chosen = [params[i] for i in group]
+    warped, ids = x[group], None
+    for w in _SAMPLED:
+        rows = [j for j, p in enumerate(chosen) if getattr(p, w.field) != w.off]
+        values = [getattr(chosen[j], w.field) for j in rows]
+        if w.narrow is not None and ids is None and len(rows) == len(chosen) and \
+                all(v <= NARROW_TOP_K for v in values):
+            warped, ids = w.narrow(warped, values)
+        elif len(rows) == len(chosen):
+            warped = w.fn(warped, values)
+        elif rows:
+            warped[rows] = w.fn(warped[rows], values)
+    if ids is None:
+        tokens[group] = sample_rows(warped, [rngs[i] for i in group])
+        if final is not None:
+            final[group] = warped
+        return
+    picked = sample_packed(warped, [rngs[i] for i in group])
+    tokens[group] = ids[np.arange(len(group)), picked]
+    if final is not None:
+        final[group] = -np.inf
+        kept = ids >= 0
+        final[np.asarray(group)[:, None].repeat(ids.shape[1], axis=1)[kept], ids[kept]] = warped[kept]
 
 
 def sample(logits: np.ndarray, rng: np.random.Generator) -> int:
@@ -212,10 +246,43 @@ def sample_rows(logits: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.n
     return tokens
 
 
+def sample_packed(logits: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """`sample` for rows of candidates (`top_k_candidates`' values: -inf padding on the right),
+    each row's draw the same whatever its padding: the running sums and the total are one
+    sequential cumulative sum (adding a padded 0 changes neither).
+
+    Args:
+        logits: [rows, m] warped candidate logits.
+        rngs: one generator per row; each draws one uniform number, as in `sample`.
+
+    Returns:
+        int64 [rows]: the position of each row's draw among its candidates.
+    """
+    top = logits.max(axis=-1)
+    picked = np.empty(len(logits), dtype=np.int64)
+    odd = np.flatnonzero(top == np.inf)  # overflowed logits: as in `sample` (ties kept in order)
+    for i in odd:
+        picked[i] = sample(logits[i], rngs[i])
+    rows = np.flatnonzero(top != np.inf)
+    if not len(rows):
+        return picked
+    weights = np.exp(logits[rows] - top[rows, None])
+    cum = np.cumsum(weights, axis=-1, dtype=np.float64)
+    targets = np.array([rngs[i].random() for i in rows]) * cum[:, -1]
+    j = np.minimum((cum <= targets[:, None]).sum(axis=-1), weights.shape[1] - 1)
+    for k in np.flatnonzero(weights[np.arange(len(rows)), j] == 0):
+        j[k] = np.flatnonzero(weights[k, : j[k] + 1])[-1]  # as in `sample`
+    picked[rows] = j
+    return picked
+
+
 def token_probabilities(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """softmax(logits)[row, token] for each row, computed stably in float64."""
+    """softmax(logits)[row, token] for each row, stably: one buffer for exp(logits - max), its
+    float32 sums (pairwise: within ~2e-7 of float64's over 50k tokens) and float64 after."""
     top = logits.max(axis=-1, keepdims=True)
-    log_z = np.log(np.exp(logits - top).sum(axis=-1, dtype=np.float64)) + top[:, 0]
+    e = np.subtract(logits, top)
+    np.exp(e, out=e)
+    log_z = np.log(e.sum(axis=-1).astype(np.float64)) + top[:, 0]
     return np.exp(logits[np.arange(len(tokens)), tokens].astype(np.float64) - log_z)
 
 

@@ -50,6 +50,28 @@ def test_every_row_draws_what_it_draws_alone(vocab):
         np.testing.assert_allclose(probs, expected, rtol=1e-6)
 
 
+def test_a_top_k_row_draws_the_same_beside_wider_rows():
+    # Top-k rows are drawn on their candidates, padded to the widest row of the step: a row's
+    # token and final logits must not depend on that padding (nor on the rows beside it).
+    rng = np.random.default_rng(7)
+    vocab = 50257
+    logits = (rng.standard_normal((6, vocab)) * 3).astype(np.float32)
+    logits[1] = np.round(logits[1])  # ties: this row keeps far more than its k
+    params = [SamplingParams(temperature=t, top_k=k, top_p=p, min_p=m, seed=s)
+              for t, k, p, m, s in [(0.8, 40, 0.9, 0.0, 1), (1.0, 40, 1.0, 0.0, 2), (0.7, 5, 0.5, 0.1, 3),
+                                    (1.2, 1000, 0.95, 0.0, 4), (0.9, 3, 1.0, 0.0, 5), (0.0, 0, 1.0, 0.0, 6)]]
+    for trial in range(30):
+        seeds = [int(s) for s in rng.integers(0, 2**31, len(params))]
+        tokens, _, final = select_next(logits, params, [np.random.default_rng(s) for s in seeds],
+                                       keep_warped=True)
+        for i, p in enumerate(params):
+            alone = select_next(logits[i:i + 1], [p], [np.random.default_rng(seeds[i])], keep_warped=True)
+            assert alone[0][0] == tokens[i], (trial, i)
+            np.testing.assert_array_equal(alone[2][0], final[i])
+            np.testing.assert_array_equal(final[i], warp(logits[i:i + 1], p)[0])  # the dense walk's logits
+        assert tokens.tolist() == one_by_one(logits, params, seeds, np.zeros(logits.shape, bool))
+
+
 @pytest.mark.parametrize("n", [7, 1024, 1025, 4096, 8192, 50257])
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_first_crossing_rows_equals_first_crossing(n, side):

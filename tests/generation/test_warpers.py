@@ -27,6 +27,7 @@ from generation.sampling.warpers import (
     apply_temperature,
     first_crossing,
     min_p_filter,
+    top_k_candidates,
     top_k_filter,
     top_p_filter,
 )
@@ -76,6 +77,36 @@ def test_temperature_zero_leaves_greedy_rows_alone():
 def test_top_k(logits, k):
     # Ties with the k-th value are kept by both (they keep scores >= the k-th largest).
     np.testing.assert_array_equal(top_k_filter(logits, k), reference(TopKLogitsWarper(k), logits))
+
+
+@pytest.mark.parametrize("vocab", [255, 256, 1000, 50257])
+def test_top_k_over_a_long_vocabulary(vocab):
+    # Past one block (256 tokens) the k-th value comes from the block maxima's bound: every k
+    # from 1 to beyond the blocks' count, ties at the cut-off, a row with all values equal.
+    rng = np.random.default_rng(vocab)
+    x = (rng.standard_normal((4, vocab)) * 3).astype(np.float32)
+    x[1] = np.round(x[1])  # many exact ties
+    x[2] = 0.5
+    x[3, ::7] = x[3].max()  # the top value tied across blocks
+    for k in (1, 2, 40, vocab // 256, vocab // 256 + 1, 300, vocab - 1):
+        if 0 < k:
+            np.testing.assert_array_equal(top_k_filter(x, k), reference(TopKLogitsWarper(k), x), err_msg=str(k))
+
+
+@pytest.mark.parametrize("vocab", [30, 50257])
+def test_top_k_candidates_are_what_top_k_filter_keeps(vocab):
+    rng = np.random.default_rng(vocab)
+    x = (rng.standard_normal((5, vocab)) * 3).astype(np.float32)
+    x[2] = np.round(x[2])  # ties: that row keeps more than k, so the others are padded
+    ks = [1, 5, 40, 0, 10]
+    values, ids = top_k_candidates(x, ks)
+    dense = top_k_filter(x, ks)
+    for i in range(len(x)):
+        keep = np.flatnonzero(dense[i] > -np.inf)
+        n = len(keep)
+        np.testing.assert_array_equal(ids[i, :n], keep)  # in token-id order
+        np.testing.assert_array_equal(values[i, :n], x[i, keep])
+        assert (ids[i, n:] == -1).all() and (values[i, n:] == -np.inf).all()
 
 
 def test_top_k_zero_and_at_least_vocab_are_off():
