@@ -89,7 +89,7 @@ def test_top_k_over_a_long_vocabulary(vocab):
     x[2] = 0.5
     x[3, ::7] = x[3].max()  # the top value tied across blocks
     for k in (1, 2, 40, vocab // 256, vocab // 256 + 1, 300, vocab - 1):
-        if 0 < k:
+        if k > 0:
             np.testing.assert_array_equal(top_k_filter(x, k), reference(TopKLogitsWarper(k), x), err_msg=str(k))
 
 
