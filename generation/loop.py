@@ -40,7 +40,7 @@ class Loop:
         queue_size: requests waiting for rows beyond which `submit` raises `Busy`.
         time_limit_s: a request ends (its handle's `timed_out` set) after this many seconds.
         prefill_budget: prompt tokens prefilled per step while other rows decode, in whole
-            chunks of `scheduler.PREFILL_CHUNK` (default: one chunk). It changes how fast a
+            chunks (`scheduler.prefill_chunk`; default: one chunk). It changes how fast a
             long prompt gets in, never a row's tokens.
         capacity: tokens a row may hold (default: the model's context).
         threaded: run the loop on a thread of its own (serving); False for `drive`, which runs
@@ -55,7 +55,8 @@ class Loop:
         runner, capacity = model.runner, capacity or model.context_size
         max_rows = rows_that_fit(runner, capacity, max_rows, cache_mb)
         self.scheduler = Scheduler(max_rows, model.eos_ids, ragged=runner.ragged,
-                                   chunked=runner.chunked_prefill, prefill_budget=prefill_budget)
+                                   chunked=runner.chunked_prefill, prefill_graph=runner.prefill_graph,
+                                   prefill_budget=prefill_budget)
         self.executor = Executor(runner, max_rows + 1, capacity, model.vocab_size,  # + the spare
                                  model.eos_ids)
         self.queue_size = queue_size

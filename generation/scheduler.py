@@ -17,10 +17,21 @@ import time
 
 from .request import Join, Plan, Request, RowUpdate, Sampled, slots_of
 
-# Prompt tokens per prefill call: a fixed constant, so a prompt is cut into the same chunks
-# whoever serves it (Engine.stream, the app's loop under any load) and its cache holds the
-# same numbers; the per-step budget only decides how many of its chunks run in one step.
+# Prompt tokens per prefill call: a constant of the model, so a prompt is cut into the same
+# chunks whoever serves it (Engine.stream, the app's loop under any load) and its cache holds
+# the same numbers; the per-step budget only decides how many of its chunks run in one step.
+# A decode graph prefilling itself keeps 64-token chunks (short steps for the rows decoding
+# beside a long prompt); a prefill graph's int8 GEMMs gain much from longer ones: on a 2-core
+# Zen 5, 125M, a 200-token prompt took 98 ms in 64-token calls and 43 ms in one, a 1000-token
+# prompt 432 / 285 / 270 / 297 ms in chunks of 64 / 128 / 256 / 512 (bench/results/
+# prefill_gpt-neo-125m_p*_zen5_quiet.json), so it takes chunks of PREFILL_GRAPH_CHUNK.
 PREFILL_CHUNK = 64
+PREFILL_GRAPH_CHUNK = 256
+
+
+def prefill_chunk(prefill_graph: bool) -> int:
+    """Prompt tokens per prefill call for a runner with (or without) a prefill graph."""
+    return PREFILL_GRAPH_CHUNK if prefill_graph else PREFILL_CHUNK
 
 
 class Scheduler:
@@ -33,17 +44,19 @@ class Scheduler:
         ragged: the runner steps slots of different lengths together (else requests are
             served one at a time).
         chunked: the runner takes a prompt in several pieces (else in one).
+        prefill_graph: the runner prefills with a graph of its own: chunks of
+            PREFILL_GRAPH_CHUNK tokens, else of PREFILL_CHUNK.
         prefill_budget: prompt tokens prefilled per step while other rows decode, in whole
-            chunks of PREFILL_CHUNK (default: one chunk).
+            chunks (default: one chunk).
     """
 
     def __init__(self, max_rows: int, eos_ids, *, ragged: bool, chunked: bool,
-                 prefill_budget: int | None = None):
+                 prefill_graph: bool = False, prefill_budget: int | None = None):
         self.max_rows = max_rows
         self.spare = max_rows
         self.ragged = ragged
-        self.chunk = PREFILL_CHUNK if chunked else None
-        self.budget = max(1, prefill_budget or PREFILL_CHUNK)
+        self.chunk = prefill_chunk(prefill_graph) if chunked else None
+        self.budget = max(1, prefill_budget or self.chunk or PREFILL_CHUNK)
         self.waiting: collections.deque[Request] = collections.deque()
         self.prefilling: list[Request] = []
         self.running: list[Request] = []

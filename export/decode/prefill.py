@@ -40,7 +40,7 @@ from export.gate.reference import torch_logits
 from generation.contract import PREFILL_FILES
 from generation.runners.decode_graph import DecodeRunner
 from generation.runners.session import create_session
-from generation.scheduler import PREFILL_CHUNK
+from generation.scheduler import PREFILL_GRAPH_CHUNK
 
 PREFILL_KINDS = tuple(PREFILL_FILES)
 # 7-bit weights: u8 activations × s8 weights, summed in pairs into int16 on AVX2, stay in range.
@@ -127,7 +127,7 @@ def write_prefill_graph(config: DecodeConfig, weights: dict[str, np.ndarray], ou
 
 def mixed_scorer(runner: DecodeRunner, capacity: int) -> Scorer:
     """Teacher-forced logits as the engine makes them: the first half of a chunk prefilled in
-    PREFILL_CHUNK pieces (the runner's prefill graph), the rest fed one token a step (its
+    PREFILL_GRAPH_CHUNK pieces (the runner's prefill graph), the rest fed one token a step (its
     decode graph).
 
     Returns:
@@ -138,9 +138,9 @@ def mixed_scorer(runner: DecodeRunner, capacity: int) -> Scorer:
     def score(chunk):
         cache.clear(0)
         half = max(1, len(chunk) // 2)
-        found = [runner.prefill(cache, 0, list(chunk[i:min(i + PREFILL_CHUNK, half)]),
-                                keep=min(PREFILL_CHUNK, half - i))
-                 for i in range(0, half, PREFILL_CHUNK)]
+        found = [runner.prefill(cache, 0, list(chunk[i:min(i + PREFILL_GRAPH_CHUNK, half)]),
+                                keep=min(PREFILL_GRAPH_CHUNK, half - i))
+                 for i in range(0, half, PREFILL_GRAPH_CHUNK)]
         found += [runner.step(cache, np.asarray([t], dtype=np.int64)).copy() for t in chunk[half:]]
         return np.concatenate(found, axis=0)
     return score

@@ -39,11 +39,14 @@ class Runner(Protocol):
         layers: transformer layers of the graph.
         ragged: slots of different lengths (different requests) may share one `step`.
         chunked_prefill: a prompt may be appended to its slot in several pieces.
+        prefill_graph: prompts run through a graph of their own, with kernels for many-token
+            chunks (the scheduler cuts prompts into `scheduler.PREFILL_GRAPH_CHUNK` pieces).
     """
 
     provider: str
     ragged: bool
     chunked_prefill: bool
+    prefill_graph: bool
 
     @property
     def layers(self) -> int: ...

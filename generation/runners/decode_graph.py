@@ -154,6 +154,7 @@ class DecodeRunner:
         self.provider = provider
         self.io = map_decode_io(session)
         self.prefill_session = prefill_session or session
+        self.prefill_graph = prefill_session is not None
         if prefill_session is not None and map_decode_io(prefill_session) != self.io:
             # The decode graph continues from the cache the prefill graph leaves.
             raise ValueError("the prefill graph's cache inputs/outputs differ from the decode "

@@ -138,6 +138,7 @@ class OptimumRunner:
     # a scheduler serves its requests one at a time.
     ragged = False
     chunked_prefill = False
+    prefill_graph = False
 
     def __init__(self, session: ort.InferenceSession, provider: str, io: ModelIO):
         self.session = session

@@ -48,6 +48,7 @@ def make(engine):
 def short_chunks(monkeypatch, tokens: int) -> None:
     """Prompts cut into chunks of `tokens` (everywhere, solo runs too), `tokens` a step."""
     monkeypatch.setattr(scheduler, "PREFILL_CHUNK", tokens)
+    monkeypatch.setattr(scheduler, "PREFILL_GRAPH_CHUNK", tokens)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int4"])
