@@ -1,4 +1,4 @@
-"""bench/prefill.py and bench/profile_step.py run end to end on the tiny export (no timing
+"""bench/prefill.py, bench/profile_step.py and bench/sampler.py run end to end on the tiny export (no timing
 asserts)."""
 
 from __future__ import annotations
@@ -45,3 +45,17 @@ def test_profile_step_prints_the_op_table(exported, tmp_path, capsys):
     assert result["min_rows"] == 1 and result["ops"][0]["share"] > 0
     assert "MatMulNBits" in {r["op"] for r in result["ops"]}
     assert "| MatMulNBits |" in capsys.readouterr().out
+
+
+def test_sampler_bench_times_forward_and_sampler(exported, tmp_path, capsys):
+    from bench import sampler
+
+    out = tmp_path / "sampler.json"
+    code = sampler.main(["--model-dir", str(exported[1]), "--rows", "6", "--steps", "2",
+                         "--prompt-tokens", "5", "--mix", "demo", "topk", "--candidates", "3",
+                         "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["mix"] for r in rows] == ["demo", "topk"]
+    assert all(r["forward_ms"] > 0 and r["sampler_ms"] > 0 for r in rows)
+    assert "demo" in capsys.readouterr().out
