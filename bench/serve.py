@@ -1,13 +1,18 @@
 """Serving benchmark: a real demo server, real gradio_client users, per-request vs batched.
 
     python bench/serve.py [--model DIR | --random-init gpt-neo-125m] [--users 1 4 16 32]
-        [--requests 4] [--tokens 64] [--modes per-request batched] [--json PATH] [--png PATH]
+        [--requests 4] [--tokens 64] [--modes per-request batched] [--client gradio|http]
+        [--json PATH] [--png PATH]
 
 For each mode the demo runs as `python app.py` (SERVING=<mode>) on 127.0.0.1; for each user
 count, that many threads each send `--requests` /generate requests (3 columns) one after the
 other. Reported per (mode, users): aggregate new tokens/s (the returned texts re-tokenized),
 time to first streamed text and end-to-end latency (p50/p95), the server's peak RSS, its
-rows in flight at most, and the scheduler's time per step in the forward and in the sampler.
+rows in flight at most, the scheduler's time per step in the forward and in the sampler, and the
+CPU seconds the server and the benchmark's own clients spent (they share the machine).
+`--client gradio` (default) makes each user a `gradio_client.Client`; `--client http` a plain
+HTTP user of the same API (POST /gradio_api/call/generate, then read its event stream), whose
+own CPU cost is far lower, so the server's capacity shows rather than the clients'.
 Results go to a new timestamped JSON under bench/results/ unless --json names one.
 """
 
@@ -54,8 +59,45 @@ def one_request(client, prompt: str, tokens: int, seed: int) -> tuple[float, flo
     return (first if first is not None else total), total, texts
 
 
-def run_level(url: str, pid: int, users: int, requests: int, tokens: int, tokenizer) -> dict:
+def http_request(http, url: str, prompt: str, tokens: int, seed: int) -> tuple[float, float, tuple[str, ...]]:
+    """`one_request` through the plain HTTP API: join, then read the event stream to its end."""
+    start = time.perf_counter()
+    first, texts = None, None
+    joined = http.post(f"{url}gradio_api/call/generate",
+                       json={"data": [prompt, tokens, 0.8, 40, 0.9, seed]})
+    joined.raise_for_status()
+    with http.stream("GET", f"{url}gradio_api/call/generate/{joined.json()['event_id']}") as events:
+        event = None
+        for line in events.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("generating", "complete"):
+                texts = tuple(json.loads(line[5:]))
+                if first is None and any(texts):
+                    first = time.perf_counter() - start
+                if event == "complete":
+                    break
+            elif line.startswith("data:") and event == "error":
+                raise RuntimeError(f"/generate failed: {line[5:].strip()}")
+    if texts is None:
+        raise RuntimeError("/generate: the event stream ended without a result")
+    total = time.perf_counter() - start
+    return (first if first is not None else total), total, texts
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds of a process so far (0 if unknown)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def run_level(url: str, pid: int, users: int, requests: int, tokens: int, tokenizer,
+              client: str = "gradio") -> dict:
     """`users` concurrent clients × `requests` each; the level's measurements."""
+    import httpx
     from gradio_client import Client
 
     peak = [0.0]
@@ -66,22 +108,29 @@ def run_level(url: str, pid: int, users: int, requests: int, tokens: int, tokeni
             peak[0] = max(peak[0], _server.rss_mib(pid))
 
     def user(index: int) -> list[tuple[float, float, int]]:
-        client = Client(url, verbose=False)
         runs = []
-        for r in range(requests):
-            ttft, total, texts = one_request(client, PROMPTS[(index + r) % len(PROMPTS)], tokens, r)
-            runs.append((ttft, total, sum(len(tokenizer.encode(t).ids) for t in texts)))
-        return runs
+        if client == "http":
+            with httpx.Client(timeout=120) as http:
+                for r in range(requests):
+                    runs.append(http_request(http, url, PROMPTS[(index + r) % len(PROMPTS)], tokens, r))
+        else:
+            gradio = Client(url, verbose=False)
+            for r in range(requests):
+                runs.append(one_request(gradio, PROMPTS[(index + r) % len(PROMPTS)], tokens, r))
+        return [(ttft, total, sum(len(tokenizer.encode(t).ids) for t in texts))
+                for ttft, total, texts in runs]
 
     stats_client = Client(url, verbose=False)
     before = stats_client.predict(api_name="/serving_stats")
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     load = os.getloadavg()[0]
+    server_cpu, own_cpu = cpu_seconds(pid), cpu_seconds()
     start = time.perf_counter()
     with ThreadPoolExecutor(users) as pool:
         runs = [r for rs in pool.map(user, range(users)) for r in rs]
     wall = time.perf_counter() - start
+    server_cpu, own_cpu = cpu_seconds(pid) - server_cpu, cpu_seconds() - own_cpu
     done.set()
     watcher.join()
     after = stats_client.predict(api_name="/serving_stats")
@@ -96,6 +145,7 @@ def run_level(url: str, pid: int, users: int, requests: int, tokens: int, tokeni
         "rows_peak": after.get("rows_peak"),
         "forward_ms_per_step": 1e3 * (after.get("forward_s", 0) - before.get("forward_s", 0)) / steps,
         "sampler_ms_per_step": 1e3 * (after.get("sample_s", 0) - before.get("sample_s", 0)) / steps,
+        "client": client, "server_cpu_s": server_cpu, "clients_cpu_s": own_cpu,
     }
 
 
@@ -109,7 +159,8 @@ def run_mode(mode: str, model: Path, args: argparse.Namespace, tokenizer, log_di
         one_request(Client(url, verbose=False), PROMPTS[0], 8, 0)  # warm-up
         levels = []
         for users in args.users:
-            level = {"mode": mode, **run_level(url, proc.pid, users, args.requests, args.tokens, tokenizer)}
+            level = {"mode": mode, **run_level(url, proc.pid, users, args.requests, args.tokens, tokenizer,
+                                               args.client)}
             print(row_line(level), flush=True)
             levels.append(level)
         return levels
@@ -118,7 +169,8 @@ def run_mode(mode: str, model: Path, args: argparse.Namespace, tokenizer, log_di
 
 
 HEADER = (f"{'mode':<12} {'users':>5} {'reqs':>5} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9} "
-          f"{'e2e p50':>8} {'e2e p95':>8} {'RSS MiB':>8} {'fwd ms':>7} {'smp ms':>7} {'load':>5}")
+          f"{'e2e p50':>8} {'e2e p95':>8} {'RSS MiB':>8} {'fwd ms':>7} {'smp ms':>7} {'srv CPU':>7} "
+          f"{'cli CPU':>7} {'load':>5}")
 
 
 def row_line(r: dict) -> str:
@@ -126,7 +178,8 @@ def row_line(r: dict) -> str:
     return (f"{r['mode']:<12} {r['users']:>5} {r['requests']:>5} {r['tokens_per_s']:>8.1f} "
             f"{r['ttft_p50_s']:>9.3f} {r['ttft_p95_s']:>9.3f} {r['latency_p50_s']:>8.3f} "
             f"{r['latency_p95_s']:>8.3f} {r['rss_peak_mib']:>8.0f} {r['forward_ms_per_step']:>7.2f} "
-            f"{r['sampler_ms_per_step']:>7.2f} {r['load_average_1m']:>5.2f}")
+            f"{r['sampler_ms_per_step']:>7.2f} {r.get('server_cpu_s', 0):>7.2f} "
+            f"{r.get('clients_cpu_s', 0):>7.2f} {r['load_average_1m']:>5.2f}")
 
 
 def plot(levels: list[dict], path: Path, title: str) -> None:
@@ -167,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=64, help="max_new_tokens of every request")
     p.add_argument("--modes", nargs="+", default=["per-request", "batched"],
                    choices=["per-request", "batched"])
+    p.add_argument("--client", choices=["gradio", "http"], default="gradio",
+                   help="each user a gradio_client.Client (default) or a plain HTTP client of the "
+                        "same API (cheaper on the shared CPU)")
     p.add_argument("--cache-dir", type=Path, default=_setup.DEFAULT_CACHE)
     p.add_argument("--tokenizer", type=Path, default=_setup.SHARED_GPT2)
     p.add_argument("--json", type=Path, default=None,
@@ -208,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps({"model": str(model), "settings": vars(args) | {
         "model": str(model), "cache_dir": str(args.cache_dir), "tokenizer": str(args.tokenizer),
         "json": str(path), "png": str(png)}, "machine": machine, "levels": levels}, indent=2) + "\n")
-    plot(levels, png, f"{slug}: /generate ({args.tokens} tokens × 3 columns), {args.requests} per user")
+    plot(levels, png, f"{slug}: /generate ({args.tokens} tokens × 3 columns), {args.requests} per "
+                      f"user, {args.client} clients")
     print(f"[bench] wrote {path} and {png}")
     return 0
 
