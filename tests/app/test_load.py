@@ -41,3 +41,15 @@ def test_sixteen_concurrent_users(server, engine):
           f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:.2f} s, max {latencies[-1]:.2f} s")
     assert len(runs) == USERS * REQUESTS
     assert all(ok for _, ok in runs)
+
+
+def test_the_serve_benchmarks_http_user_gets_the_api_answer(server, engine):
+    # bench/serve.py --client http: a plain HTTP user of /generate reads the same texts.
+    import httpx
+
+    from bench.serve import http_request
+
+    with httpx.Client(timeout=60) as http:
+        ttft, total, texts = http_request(http, server.url, PROMPTS[0], N, 3)
+    assert 0 < ttft <= total
+    assert texts == reference(engine, 0.8, 40, 0.9, 3, prompt=PROMPTS[0], n=N)
