@@ -1,5 +1,6 @@
 """What Gradio does on its own that a public server must not: raw HTTP calls that no handler
-sees (the wrong number of inputs, unknown endpoints), and a record of every event ever served.
+sees (the wrong number of inputs, unknown endpoints), a record of every event ever served, and
+work on its event loop that stalls every user's requests (a first event, each new session).
 
 Gradio checks an event's inputs before the handler runs and answers a short list with a
 ValueError (`{"error": null}` and a traceback in the log), and an unknown api_name or fn_index
@@ -15,6 +16,8 @@ import sys
 import gradio as gr
 from gradio.route_utils import FnIndexInferError
 from gradio.routes import JSONResponse  # FastAPI's, through Gradio (the Space installs gradio only)
+from gradio.state_holder import SessionState
+from gradio.utils import MatplotlibBackendMananger  # Gradio's spelling
 
 from .handlers import rejected
 
@@ -77,3 +80,80 @@ def bound_event_log(demo: gr.Blocks) -> None:
     queue.event_analytics = RecentEvents()
     queue.ANAYLTICS_CACHE_FREQUENCY = sys.maxsize  # Gradio's spelling
 
+
+
+def import_matplotlib_now() -> None:
+    """Import what Gradio's first event would import on the event loop, now.
+
+    Gradio switches matplotlib's backend around every event (for plots; this demo has none),
+    and the first switch imports matplotlib and pyplot: on a 2-core box during a storm of
+    users, 0.66 s in which the event loop answered nothing. Without matplotlib, nothing.
+    """
+    with MatplotlibBackendMananger():
+        pass
+
+
+class LazyBlockConfigs(dict):
+    """A session's `SessionState.config_values` (every block's config, for Gradio's deep
+    links), each block's entry made when it is first read, updated or listed.
+
+    Args:
+        blocks_config: the session's BlocksConfig.
+        ids: the ids Gradio would have made an entry for.
+    """
+
+    def __init__(self, blocks_config, ids: list[int]):
+        super().__init__()
+        self._blocks_config, self._ids = blocks_config, ids
+
+    def _fill(self) -> None:
+        blocks = self._blocks_config.blocks
+        for key in self._ids:
+            if not super().__contains__(key) and key in blocks:
+                super().__setitem__(key, self._blocks_config.config_for_block(key, [], blocks[key]))
+
+    def items(self):
+        self._fill()
+        return super().items()
+
+    def values(self):
+        self._fill()
+        return super().values()
+
+    def keys(self):
+        self._fill()
+        return super().keys()
+
+    def __iter__(self):
+        self._fill()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+
+class _NoBlocks:
+    """What SessionState.__init__ reads of a Blocks, with no blocks to make configs for."""
+
+    def __init__(self, blocks: gr.Blocks):
+        self.default_config, self.blocks = blocks.default_config, {}
+
+
+def lazy_session_configs() -> None:
+    """Make Gradio's new sessions cheap: each block's config is made when it is first needed
+    (the outputs an event updates; every block only for a deep link) instead of all ~100 at
+    once when a session starts, on the event loop, in the join of its first event: ~7 ms of
+    CPU per new user, 27 ms of the loop's time with the decoding thread on the GIL, one join
+    after another (52 new sessions in the storm: 1.4 s). Process-wide; once is enough."""
+    if getattr(SessionState.__init__, "lazy_configs", False):
+        return
+    gradio_init = SessionState.__init__
+
+    def __init__(self, blocks) -> None:
+        gradio_init(self, _NoBlocks(blocks))
+        self.config_values = LazyBlockConfigs(
+            self.blocks_config, [k for k in self.blocks_config.blocks if k in blocks.blocks])
+
+    __init__.lazy_configs, __init__.gradio_init = True, gradio_init
+    SessionState.__init__ = __init__

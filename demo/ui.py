@@ -19,7 +19,13 @@ from .columns import (
     generate_columns,
 )
 from .endpoints import explain_endpoint
-from .guard import APP_KWARGS, bound_event_log, check_input_count
+from .guard import (
+    APP_KWARGS,
+    bound_event_log,
+    check_input_count,
+    import_matplotlib_now,
+    lazy_session_configs,
+)
 from .handlers import column_endpoint, generate_endpoint, view_handler
 from .panel import PANEL_CSS
 from .view import model_panel
@@ -168,7 +174,7 @@ def _api_endpoints(server: Server) -> None:
         inputs = [prompt] + [boxes[k.name] for k in [MAX_NEW, *api_knobs(served)]]
         outputs = [texts[c.key] for c in served] if name.startswith("generate") else texts[served[0].key]
         trigger.click(fn, inputs, outputs, api_name=name, api_description=fn.__doc__,
-                      show_progress="hidden", preprocess=False)
+                      show_progress="hidden", preprocess=False, postprocess=False)
     explain = explain_endpoint(server)
     trigger.click(explain, [prompt, *(boxes[k.name] for k in [MAX_NEW, *api_knobs(COLUMNS), CANDIDATES])],
                   explained, api_name="explain", api_description=explain.__doc__, show_progress="hidden",
@@ -189,6 +195,8 @@ def launch(demo: gr.Blocks, server: Server, host: str | None, port: int | None, 
         demo.queue(max_size=None, default_concurrency_limit=None)
         threads = config.max_rows + config.queue_size + 8
     bound_event_log(demo)
+    import_matplotlib_now()
+    lazy_session_configs()
     demo.launch(server_name=host, server_port=port, share=share, max_threads=threads,
                 theme=gr.themes.Soft(), css=CSS, footer_links=["api"], max_file_size=MAX_UPLOAD_BYTES,
                 app_kwargs=dict(APP_KWARGS))
