@@ -103,6 +103,7 @@ class SlotCache:
                        for c in io.capacity]
         self.lengths = np.zeros(rows, dtype=np.int64)
         self._bound: dict[int, object] = {}  # batch size -> the step's IO binding (runner-owned)
+        self._logits: np.ndarray | None = None  # [rows, 1, vocab]: every step's logits (runner-owned)
 
     def copy(self, src: int, dst: int) -> None:
         """Make slot `dst` a copy of slot `src` (e.g. broadcast one prompt to several rows)."""
@@ -222,8 +223,7 @@ class DecodeRunner:
 
         Returns:
             float32 [B, vocab], the logits after each slot's new token. A view of a buffer
-            that the next `step` on this cache with the same B overwrites: use it (or copy
-            it) before then.
+            that the next `step` on this cache overwrites: use it (or copy it) before then.
 
         Raises:
             ValueError: B is 0 or beyond cache.rows, or a slot is full or empty.
@@ -236,9 +236,14 @@ class DecodeRunner:
         bound = cache._bound.get(batch)
         if bound is None:
             # Bound once per batch size: later steps only rewrite these small input buffers.
+            # Every size writes its logits into the first rows of one buffer: a buffer per
+            # size would grow to rows * (rows + 1) / 2 rows of logits as sizes appear (235 MiB
+            # for the serving loop's 49 slots and GPT-Neo's 50,257 tokens).
+            if cache._logits is None:
+                cache._logits = np.empty((cache.rows, 1, self.io.vocab_size), dtype=np.float32)
             feeds = _feeds(np.zeros((batch, 1), np.int64), np.zeros((batch, 1), np.int64),
                            np.zeros(batch, np.int32), 0, 1)
-            logits = np.empty((batch, 1, self.io.vocab_size), dtype=np.float32)
+            logits = cache._logits[:batch]
             bound = cache._bound[batch] = (self._bind(cache.views(0, batch), feeds, logits),
                                            feeds, logits)
         binding, feeds, logits = bound

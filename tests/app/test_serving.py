@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -134,17 +135,38 @@ def test_an_engine_error_reaches_only_its_request(model, solo, tmp_path):
         stop_app(proc)
 
 
+# The most RSS slope allowed (least squares over the measured requests), MiB per 100 requests.
+# This test on the 2-core box: 2.5 and 2.8 with Gradio 6.17's per-event records unbounded,
+# 0.44 to 0.49 with demo/guard.py's bounds (one allocator step of ~0.8 MiB in the window);
+# over 4,500 requests the bounded server grows 0.13 MiB per 100, slowing (README, app section).
+CREEP_MIB_PER_100 = 1.0
+
+
 @pytest.mark.slow
 def test_memory_does_not_creep(server):
-    def user(index: int, count: int) -> None:
-        client = Client(server, verbose=False)
-        for r in range(count):
-            client.predict(PROMPTS[(index + r) % 4], 8, 0.8, 40, 0.9, r, api_name="/generate")
+    """Once warm (the loop's batch sizes seen, the allocators grown), requests cost no memory
+    that stays: the RSS measured every 50 requests over 300 more grows by less than
+    CREEP_MIB_PER_100 per 100 requests."""
+    users = [Client(server, verbose=False) for _ in range(10)]  # new clients are new sessions
+    watcher = Client(server, verbose=False)
 
-    with ThreadPoolExecutor(10) as pool:
-        list(pool.map(user, range(10), [5] * 10))
-    after_50 = stats(server)["rss_mib"]
-    with ThreadPoolExecutor(10) as pool:
-        list(pool.map(user, range(10), [25] * 10))
-    after_300 = stats(server)["rss_mib"]
-    assert after_300 <= 1.10 * after_50, (after_50, after_300)
+    def burst(per_user: int) -> None:
+        def user(index: int) -> None:
+            for r in range(per_user):
+                users[index].predict(PROMPTS[(index + r) % 4], 8, 0.8, 40, 0.9, r, api_name="/generate")
+
+        with ThreadPoolExecutor(len(users)) as pool:
+            list(pool.map(user, range(len(users))))
+
+    def rss_mib() -> float:
+        return watcher.predict(api_name="/serving_stats")["rss_mib"]
+
+    burst(30)  # warm-up: 300 requests
+    points = [rss_mib()]
+    for _ in range(6):
+        burst(5)
+        points.append(rss_mib())
+    rss = np.array(points)
+    slope = 100 * np.polyfit(np.arange(len(rss)) * 50, rss, 1)[0]
+    print(f"RSS every 50 requests (MiB): {rss.round(1).tolist()}; {slope:.2f} MiB per 100 requests")
+    assert slope < CREEP_MIB_PER_100, (slope, rss.round(1).tolist())

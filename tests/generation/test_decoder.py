@@ -3,6 +3,8 @@ on graphs with growing caches and on window-cache graphs (the local layer keeps 
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,27 @@ def greedy_tokens(runner, cache, slots: list[int], first: np.ndarray, n: int) ->
     for _ in range(n):
         tokens.append(runner.step(cache, tokens[-1]).argmax(-1))
     return np.array(tokens)
+
+
+def test_every_batch_size_writes_into_one_logits_buffer(runners):
+    """The serving loop's batch size changes as requests come and go: steps at every size from 1
+    to the cache's rows hold one [rows, vocab] logits buffer, not one per size (which would
+    grow to rows * (rows + 1) / 2 rows of logits: 235 MiB for 49 slots of GPT-Neo's vocab)."""
+    runner = runners["decode_dir", DECODE_PRECISIONS[0]]
+    rows, row_bytes = 16, runner.io.vocab_size * 4
+    cache = runner.new_cache(rows, 64)
+    for slot in range(rows):
+        runner.prefill(cache, slot, [5, 9, 17])
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc
+    try:
+        for batch in range(1, rows + 1):
+            runner.step(cache, np.full(batch, 7))
+        held = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    # Blocks of a row of logits or more: the logits buffers (the other inputs are a few bytes a row).
+    logits_bytes = sum(t.size for t in held.traces if t.size >= row_bytes)
+    assert logits_bytes <= rows * row_bytes, (logits_bytes / row_bytes, rows)
 
 
 @pytest.mark.parametrize("which", ENGINES)
