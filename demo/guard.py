@@ -72,24 +72,42 @@ class RecentEvents(dict):
                 del self[k]
 
 
-class LiveTasks(list):
+class _Pruned:
+    """A container of Gradio's that drops what it no longer needs in batches: once it holds
+    `_prune_at` entries, `_prune()` runs and the next batch starts at twice what is left (at
+    least `floor`), so each entry costs O(1) on average."""
+
+    def __init__(self, *args, floor: int):
+        super().__init__(*args)
+        self.floor = floor
+        self._prune_at = floor
+
+    def _maybe_prune(self) -> None:
+        if len(self) >= self._prune_at:
+            self._prune()
+            self._prune_at = max(self.floor, 2 * len(self))
+
+    def _prune(self) -> None:
+        raise NotImplementedError
+
+
+class LiveTasks(_Pruned, list):
     """Gradio's list of its events' tasks (`Queue._asyncio_tasks`, kept to cancel them at
     shutdown), dropping the finished ones: Gradio appends every event's task and never removes
     one, so each finished task (its coroutine, context and name) stays for the server's life."""
 
     def __init__(self, floor: int = 256):
-        super().__init__()
-        self.floor = floor
-        self._prune_at = floor
+        super().__init__(floor=floor)
 
     def append(self, task) -> None:
-        if len(self) >= self._prune_at:  # prune in batches: O(1) per event
-            self[:] = [t for t in self if not t.done()]
-            self._prune_at = max(self.floor, 2 * len(self))
+        self._maybe_prune()
         super().append(task)
 
+    def _prune(self) -> None:
+        self[:] = [t for t in self if not t.done()]
 
-class PendingEvents(dict):
+
+class PendingEvents(_Pruned, dict):
     """Gradio's events by id (`Queue.event_ids_to_events`), dropping those no session waits for:
     Gradio removes an event only when it is cancelled before it starts, so every event served
     (its data, and its request with the HTTP connection's objects) stays for the server's life.
@@ -101,36 +119,34 @@ class PendingEvents(dict):
     """
 
     def __init__(self, pending: dict, floor: int = 256):
-        super().__init__()
+        super().__init__(floor=floor)
         self.pending = pending  # session hash -> the ids of its events not yet answered
-        self.floor = floor
-        self._prune_at = floor
 
     def __setitem__(self, key, event) -> None:
         super().__setitem__(key, event)
-        if len(self) >= self._prune_at:  # prune in batches: O(1) per event
-            for k in [k for k, e in self.items() if k not in self.pending.get(e.session_hash, ())]:
-                del self[k]
-            self._prune_at = max(self.floor, 2 * len(self))
+        self._maybe_prune()
+
+    def _prune(self) -> None:
+        for k in [k for k, e in self.items() if k not in self.pending.get(e.session_hash, ())]:
+            del self[k]
 
 
-class SessionStreams(dict):
+class SessionStreams(_Pruned, dict):
     """One session's `Blocks.pending_streams`: its generator runs' media streams, keyed by
     id(iterator). Gradio adds an entry per run of a generator handler and never removes it; it
     stays empty unless an output streams media (none here), and an empty one is made again on
     demand, so the empty ones are dropped."""
 
     def __init__(self, floor: int = 64):
-        super().__init__()
-        self.floor = floor
-        self._prune_at = floor
+        super().__init__(floor=floor)
 
     def __setitem__(self, run, streams) -> None:
-        if len(self) >= self._prune_at:  # prune in batches: O(1) per run
-            for k in [k for k, v in self.items() if not v]:
-                del self[k]
-            self._prune_at = max(self.floor, 2 * len(self))
+        self._maybe_prune()
         super().__setitem__(run, streams)
+
+    def _prune(self) -> None:
+        for k in [k for k, v in self.items() if not v]:
+            del self[k]
 
 
 def bound_event_log(demo: gr.Blocks) -> None:
@@ -148,7 +164,6 @@ def bound_event_log(demo: gr.Blocks) -> None:
     queue._asyncio_tasks = LiveTasks()
     queue.event_ids_to_events = PendingEvents(queue.pending_event_ids_session)
     demo.pending_streams = defaultdict(SessionStreams)
-
 
 
 def import_matplotlib_now() -> None:

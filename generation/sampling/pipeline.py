@@ -155,9 +155,10 @@ def select_next(
     # Rows whose top-k keeps few tokens are warped and drawn on those alone (a row's token does
     # not depend on the rows beside it either way: each group is warped row by row).
     narrow = {i for i in drawn if any(0 < getattr(params[i], w.field) <= NARROW_TOP_K for w in _NARROWS)}
-    for group in ([i for i in drawn if i not in narrow], [i for i in drawn if i in narrow]):
+    for group, narrowed in (([i for i in drawn if i not in narrow], False),
+                            ([i for i in drawn if i in narrow], True)):
         if group:
-            _draw_group(x, group, params, rngs, tokens, final)
+            _draw_group(x, group, params, rngs, tokens, final, narrowed)
     probs = token_probabilities(logits, tokens)
     if not keep_warped:
         return tokens, probs
@@ -165,17 +166,17 @@ def select_next(
 
 
 def _draw_group(x: np.ndarray, group: list[int], params: Sequence, rngs: Sequence,
-                tokens: np.ndarray, final: np.ndarray | None) -> None:
+                tokens: np.ndarray, final: np.ndarray | None, narrowed: bool) -> None:
     """Warp and draw the sampled rows `group` of `x` into `tokens` (and their final logits into
-    `final`); a narrowing warper that every row of the group uses turns the rows into their
-    candidates, and the rest of the walk and the draw run on those."""
+    `final`); with `narrowed` (every row's narrowing warper keeps at most NARROW_TOP_K tokens)
+    that warper turns the rows into their candidates, and the rest of the walk and the draw run
+    on those."""
     chosen = [params[i] for i in group]
     warped, ids = x[group], None
     for w in _SAMPLED:
         rows = [j for j, p in enumerate(chosen) if getattr(p, w.field) != w.off]
         values = [getattr(chosen[j], w.field) for j in rows]
-        if w.narrow is not None and ids is None and len(rows) == len(chosen) and \
-                all(v <= NARROW_TOP_K for v in values):
+        if narrowed and ids is None and w.narrow is not None and len(rows) == len(chosen):
             warped, ids = w.narrow(warped, values)
         elif len(rows) == len(chosen):
             warped = w.fn(warped, values)
@@ -190,8 +191,8 @@ def _draw_group(x: np.ndarray, group: list[int], params: Sequence, rngs: Sequenc
     tokens[group] = ids[np.arange(len(group)), picked]
     if final is not None:
         final[group] = -np.inf
-        kept = ids >= 0
-        final[np.asarray(group)[:, None].repeat(ids.shape[1], axis=1)[kept], ids[kept]] = warped[kept]
+        r, c = np.nonzero(ids >= 0)
+        final[np.asarray(group)[r], ids[r, c]] = warped[r, c]
 
 
 def sample(logits: np.ndarray, rng: np.random.Generator) -> int:
